@@ -1,0 +1,62 @@
+# voltx.vastai — developer entry points. `make demo` and `make test` work on a fresh machine:
+# the first call creates .venv from requirements.txt and builds the container host image.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.requirements-$(shell sha256sum requirements.txt | cut -c1-12)
+COLLECTION_LINK := .build/ansible_collections/voltx/vastai
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build
+export PYTHONDONTWRITEBYTECODE := 1
+# pytest-xdist workers; the machine has 2 cores and most integration time is spent waiting on SSH/containers.
+TEST_WORKERS ?= 3
+
+.PHONY: help venv collection image demo test unit integration lint sanity molecule clean
+
+help:
+	@echo "make demo   rent on the built-in Vast.ai emulator, ping the instance through the inventory, destroy it"
+	@echo "make test   the whole suite: unit, sanity, lint, integration against the emulator, molecule"
+	@echo "make unit | integration | lint | sanity | molecule   one part of it"
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.requirements-* && touch $@
+
+venv: $(STAMP)
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@) && ln -sfn ../../.. $@
+
+collection: $(COLLECTION_LINK)
+
+image:
+	@bash tests/image/build.sh >/dev/null
+
+demo: venv collection image
+	$(BIN)/python tests/demo.py
+
+unit: venv collection
+	$(BIN)/pytest -q tests/unit
+
+integration: venv collection image
+	$(BIN)/pytest -q -n $(TEST_WORKERS) tests/emulator tests/integration
+
+lint: venv collection
+	$(BIN)/ansible-lint --profile production
+
+sanity: venv
+	bash tests/sanity/run.sh
+
+molecule: venv collection image
+	bash tests/molecule.sh
+
+test: venv collection image
+	$(MAKE) --no-print-directory unit sanity lint
+	$(MAKE) --no-print-directory integration molecule
+
+clean:
+	rm -rf .build .pytest_cache tests/output

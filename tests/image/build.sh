@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the test bed's container host image without any registry and prints its name.
+# The tag is a hash of this recipe, so the image is rebuilt only when the recipe changes.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=${VOLTX_TEST_IMAGE_REPO:-voltx-vastai-host}
+suite=${VOLTX_DEBIAN_SUITE:-bookworm}
+packages=openssh-server,python3,sudo,ca-certificates
+
+recipe_hash=$(cat "$here/build.sh" "$here/Dockerfile" "$here/entrypoint.sh" | sha256sum | cut -c1-12)
+image="$repo:$recipe_hash"
+if docker image inspect "$image" >/dev/null 2>&1; then
+    echo "$image"
+    exit 0
+fi
+
+log() { echo "build.sh: $*" >&2; }
+
+# A Debian base already in Docker (loaded by hand or kept from an earlier build) is reused.
+base=""
+for candidate in ${VOLTX_BASE_IMAGE:-} "debian:$suite" "debian:$suite-slim" "voltx-debian-base:$suite"; do
+    if docker image inspect "$candidate" >/dev/null 2>&1; then base=$candidate; break; fi
+done
+
+if [ -z "$base" ]; then
+    base="voltx-debian-base:$suite"
+    command -v debootstrap >/dev/null || { log "installing debootstrap"; apt-get update -qq >&2; apt-get install -y -qq debootstrap >&2; }
+    rootfs=$(mktemp -d /var/tmp/voltx-rootfs.XXXXXX)
+    trap 'rm -rf "$rootfs"' EXIT
+    mirror=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
+             | awk '{print $2}' | head -n1 || true)
+    log "debootstrap $suite from ${mirror:-the default mirror} into $rootfs"
+    debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" ${mirror:+"$mirror"} >&2
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    tar -C "$rootfs" -c . | docker import - "$base" >&2
+else
+    log "using local base image $base"
+fi
+
+docker build -q --build-arg BASE_IMAGE="$base" -t "$image" "$here" >&2
+# A base that came from Docker may lack the packages debootstrap would have included.
+if ! docker run --rm --entrypoint sh "$image" -c 'command -v sshd && command -v python3 && command -v sudo' >/dev/null; then
+    log "base image $base lacks sshd/python3/sudo; remove it or set VOLTX_BASE_IMAGE"
+    exit 1
+fi
+docker tag "$image" "$repo:latest"
+echo "$image"

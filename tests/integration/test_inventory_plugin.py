@@ -1,0 +1,52 @@
+"""The inventory plugin over real HTTP, and Ansible reaching a rented container over real SSH through it."""
+
+import textwrap
+
+from test_instance_lifecycle import LABEL, rent_task
+
+
+def write_inventory(tmp_path, body=""):
+    path = tmp_path / "test.vastai.yml"
+    path.write_text("plugin: voltx.vastai.vastai\n" + textwrap.dedent(body))
+    return path
+
+
+def test_rented_instance_is_a_host_that_answers_ping(ansible, emulator, tmp_path, ssh_keypair):
+    runner, results = ansible.playbook([rent_task(ssh_public_key=ssh_keypair[1])])
+    assert runner.status == "successful", runner.stdout.read()
+    rented = results["Rent"]["instance"]
+
+    inventory_file = write_inventory(tmp_path, """
+        keyed_groups:
+          - key: vastai_gpu_name
+            prefix: gpu
+        compose:
+          price_per_day: vastai_dph_total * 24
+    """)
+    inventory, err = ansible.inventory(inventory_file)
+    assert LABEL in inventory["_meta"]["hostvars"], err
+    hostvars = inventory["_meta"]["hostvars"][LABEL]
+    assert (hostvars["ansible_host"], hostvars["ansible_port"]) == (rented["ssh_host"], rented["ssh_port"])
+    assert hostvars["ansible_user"] == "root"
+    assert hostvars["vastai_id"] == rented["id"]
+    assert hostvars["vastai_gpu_name"] == "RTX 5090"
+    assert abs(hostvars["price_per_day"] - rented["dph_total"] * 24) < 1e-9
+    assert LABEL in inventory["gpu_RTX_5090"]["hosts"]
+
+    ping = ansible.adhoc(inventory_file, LABEL, "ansible.builtin.ping")
+    assert ping.status == "successful", ping.stdout.read()
+    pongs = [e["event_data"]["res"] for e in ping.events if e["event"] == "runner_on_ok"]
+    assert pongs and pongs[0]["ping"] == "pong"
+
+
+def test_status_and_label_filters(ansible, emulator, tmp_path):
+    runner, _ = ansible.playbook([rent_task(), rent_task(name="Second", label="other-job")])
+    assert runner.status == "successful", runner.stdout.read()
+    runner, _ = ansible.playbook([{"name": "Stop", "voltx.vastai.instance": {"label": "other-job", "state": "stopped"}}])
+    assert runner.status == "successful", runner.stdout.read()
+
+    running_only, _ = ansible.inventory(write_inventory(tmp_path, "statuses: [running]\n"))
+    assert set(running_only["_meta"]["hostvars"]) == {LABEL}
+
+    by_label, _ = ansible.inventory(write_inventory(tmp_path, "statuses: []\nlabels: ['other-*']\n"))
+    assert set(by_label["_meta"]["hostvars"]) == {"other-job"}
