@@ -7,6 +7,10 @@ repo=${VOLTX_TEST_IMAGE_REPO:-voltx-vastai-host}
 suite=${VOLTX_DEBIAN_SUITE:-bookworm}
 packages=openssh-server,python3,sudo,ca-certificates
 
+# Parallel test workers may all ask for the image at once: one builds, the others wait for it.
+exec 9>"${TMPDIR:-/tmp}/voltx-test-image.lock"
+flock 9
+
 recipe_hash=$(cat "$here/build.sh" "$here/Dockerfile" "$here/entrypoint.sh" | sha256sum | cut -c1-12)
 image="$repo:$recipe_hash"
 if docker image inspect "$image" >/dev/null 2>&1; then
@@ -30,18 +34,23 @@ if [ -z "$base" ]; then
     mirror=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
              | awk '{print $2}' | head -n1 || true)
     log "debootstrap $suite from ${mirror:-the default mirror} into $rootfs"
-    debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" ${mirror:+"$mirror"} >&2
+    if ! debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" ${mirror:+"$mirror"} > "$rootfs.log" 2>&1; then
+        tail -n 30 "$rootfs.log" >&2; log "debootstrap failed (full log: $rootfs.log)"; exit 1
+    fi
+    rm -f "$rootfs.log"
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     tar -C "$rootfs" -c . | docker import - "$base" >&2
 else
     log "using local base image $base"
 fi
 
-docker build -q --build-arg BASE_IMAGE="$base" -t "$image" "$here" >&2
+DOCKER_BUILDKIT=0 docker build -q --build-arg BASE_IMAGE="$base" -t "$image" "$here" >&2
 # A base that came from Docker may lack the packages debootstrap would have included.
 if ! docker run --rm --entrypoint sh "$image" -c 'command -v sshd && command -v python3 && command -v sudo' >/dev/null; then
     log "base image $base lacks sshd/python3/sudo; remove it or set VOLTX_BASE_IMAGE"
     exit 1
 fi
 docker tag "$image" "$repo:latest"
+# Older recipes' tags only take space; untagging leaves running containers alone.
+docker images "$repo" --format '{{.Tag}}' | grep -vx -e "$recipe_hash" -e latest | sed "s|^|$repo:|" | xargs -r docker rmi >/dev/null || true
 echo "$image"
