@@ -11,7 +11,7 @@ def test_demo_rents_pings_destroys_and_leaves_no_container(test_image):
     env = dict(os.environ, VOLTX_TEST_IMAGE=test_image)
     env.pop("VAST_API_KEY", None)
     demo = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "demo.py")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     output = demo.stdout + demo.stderr
     assert demo.returncode == 0, output
     assert '"ping": "pong"' in output

@@ -40,13 +40,13 @@ def test_rented_instance_is_a_host_that_answers_ping(ansible, emulator, tmp_path
 
 
 def test_status_and_label_filters(ansible, emulator, tmp_path):
-    runner, _ = ansible.playbook([rent_task(), rent_task(name="Second", label="other-job")])
+    runner = ansible.playbook([rent_task(), rent_task(name="Second", label="other-job")])[0]
     assert runner.status == "successful", runner.stdout.read()
-    runner, _ = ansible.playbook([{"name": "Stop", "voltx.vastai.instance": {"label": "other-job", "state": "stopped"}}])
+    runner = ansible.playbook([{"name": "Stop", "voltx.vastai.instance": {"label": "other-job", "state": "stopped"}}])[0]
     assert runner.status == "successful", runner.stdout.read()
 
-    running_only, _ = ansible.inventory(write_inventory(tmp_path, "statuses: [running]\n"))
+    running_only = ansible.inventory(write_inventory(tmp_path, "statuses: [running]\n"))[0]
     assert set(running_only["_meta"]["hostvars"]) == {LABEL}
 
-    by_label, _ = ansible.inventory(write_inventory(tmp_path, "statuses: []\nlabels: ['other-*']\n"))
+    by_label = ansible.inventory(write_inventory(tmp_path, "statuses: []\nlabels: ['other-*']\n"))[0]
     assert set(by_label["_meta"]["hostvars"]) == {"other-job"}
