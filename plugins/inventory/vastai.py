@@ -1,0 +1,450 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, voltx engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: vastai
+short_description: Vast.ai instances as an inventory source
+description:
+  - Lists the instances of one Vast.ai account (C(GET /api/v1/instances/), every page) and adds one host per instance.
+  - Uses a YAML configuration file whose name ends with C(vastai.yml) or C(vastai.yaml).
+  - The host name is the instance label when it has one, otherwise C(vastai-<id>). The label is used as it is (it is not
+    rewritten into a DNS-safe name), so keep labels free of spaces, commas and colons if you want to use them in host
+    patterns.
+  - When two or more listed instances would get the same host name (for example two instances with one label), every one
+    of them gets the suffix C(-<id>) and a warning names them; no instance is ever dropped.
+  - Every host is in the group C(vastai) and in C(vastai_<status>), where status is the instance's C(actual_status)
+    (C(vastai_running), C(vastai_loading), C(vastai_exited), ...). An instance whose C(actual_status) is still null is
+    grouped and filtered as C(provisioning).
+  - C(ansible_host), C(ansible_port) and C(ansible_user=root) are set the way C(vastai ssh-url) derives them; direct SSH
+    (C(public_ipaddr) and the host port mapped to C(22/tcp)) when the instance has that mapping, otherwise the Vast.ai SSH
+    proxy (C(ssh_host), C(ssh_port), plus one when the image runtype contains C(jupyter)). An instance with neither
+    still appears, without C(ansible_host) and C(ansible_port).
+  - Every value that comes from the API is marked unsafe, so a label that holds a Jinja2 expression (say a C(pipe) lookup
+    between C({{) and C(}})) is never templated.
+  - With O(cache=true) the instance list is cached (only the fields this plugin uses; never the API key, the Jupyter
+    token or the instance environment).
+author:
+  - voltx engineers (@voltx)
+requirements:
+  - requests
+extends_documentation_fragment:
+  - constructed
+  - inventory_cache
+options:
+  plugin:
+    description: Marks this file as a configuration of this plugin.
+    required: true
+    type: str
+    choices: [voltx.vastai.vastai]
+  api_key:
+    description:
+      - The Vast.ai API key.
+      - When neither this option nor E(VAST_API_KEY) is set, the key is read from
+        C($XDG_CONFIG_HOME/vastai/vast_api_key) (C(~/.config/vastai/vast_api_key)) and then C(~/.vast_api_key), the
+        files the C(vastai) CLI writes.
+      - The key is sent only in the C(Authorization) header; it is never cached, logged or put into host variables.
+      - May be a template, for example C({{ vault_vast_api_key }}).
+    type: str
+    env:
+      - name: VAST_API_KEY
+  api_url:
+    description:
+      - Base URL of the Vast.ai API (no C(/api/v0) suffix).
+    type: str
+    default: https://console.vast.ai
+    env:
+      - name: VAST_API_URL
+  request_timeout:
+    description:
+      - Timeout in seconds of one HTTP request. Rate-limited and failed requests are retried by the client.
+    type: float
+    default: 30.0
+  retries:
+    description:
+      - How many times the instance list request is retried after HTTP 429, 502, 503, 504, a connection error or a
+        timeout, with exponential backoff and jitter (a C(Retry-After) header of up to 60 seconds is honoured).
+    type: int
+    default: 4
+  statuses:
+    description:
+      - Only instances whose C(actual_status) is one of these values are added.
+      - Values seen are C(running), C(loading), C(created), C(exited), C(stopped), C(frozen), C(rebooting),
+        C(scheduling), C(unknown), C(offline); use C(provisioning) for instances whose C(actual_status) is still null.
+      - The default keeps instances that are up or coming up, the ones a play can (soon) connect to. An empty list
+        adds every instance, whatever its status.
+    type: list
+    elements: str
+    default: [running, loading]
+  labels:
+    description:
+      - Only instances whose label matches one of these names or shell-style patterns (C(train-*), C(run-0?)) are
+        added; matching is case-sensitive.
+      - An unlabeled instance is matched as the empty string, so C(*) includes it and C("") selects unlabeled ones.
+      - An empty list (the default) adds every instance.
+    type: list
+    elements: str
+    default: []
+"""
+
+EXAMPLES = r"""
+# Minimal: file inventories/prod.vastai.yml, key in the environment (VAST_API_KEY) or the vastai CLI key file.
+plugin: voltx.vastai.vastai
+
+---
+# Every instance whatever its status, only the training ones, against another API endpoint.
+plugin: voltx.vastai.vastai
+api_url: http://127.0.0.1:8081
+statuses: []
+labels:
+  - train-*
+
+---
+# Key from a vaulted variable given with --extra-vars; cache the instance list for five minutes.
+plugin: voltx.vastai.vastai
+api_key: "{{ vault_vast_api_key }}"
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/ansible/vastai
+cache_timeout: 300
+
+---
+# Groups by GPU model and count, e.g. "gpu_RTX_5090" and "gpus_8", a group of cheap hosts, and a composed variable.
+plugin: voltx.vastai.vastai
+keyed_groups:
+  - key: vastai_gpu_name
+    prefix: gpu
+  - key: vastai_num_gpus | string
+    prefix: gpus
+  - key: vastai_geolocation | default('unknown', true)
+    prefix: geo
+groups:
+  cheap: vastai_dph_total is not none and vastai_dph_total < 0.5
+compose:
+  # Reach the instance through the Vast.ai proxy even when it has a direct port.
+  ansible_host: vastai_ssh_host
+  ansible_port: vastai_ssh_port
+
+# Host variables this plugin sets (values are examples; a field the API leaves out is null):
+#   ansible_host: "203.0.113.7"             # only when an SSH endpoint is known
+#   ansible_port: 41022                     # only when an SSH endpoint is known
+#   ansible_user: "root"
+#   vastai_id: 28765432
+#   vastai_label: "train-01"                # null when unlabeled
+#   vastai_status: "running"                # actual_status; null while provisioning
+#   vastai_intended_status: "running"
+#   vastai_cur_state: "running"
+#   vastai_status_msg: "success, running vastai/base-image_cuda-12.8.1-auto/ssh"
+#   vastai_ssh_mode: "direct"               # "direct", "proxy" or null (no SSH endpoint yet)
+#   vastai_ssh_host: "ssh5.vast.ai"         # the proxy endpoint
+#   vastai_ssh_port: 31234
+#   vastai_public_ipaddr: "203.0.113.7"     # whitespace stripped
+#   vastai_direct_ssh_port: 41022           # host port mapped to 22/tcp; null without a mapping
+#   vastai_ports: {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "41022"}]}
+#   vastai_image_uuid: "vastai/base-image:cuda-12.8.1-auto"
+#   vastai_image_runtype: "ssh_direc ssh_proxy"
+#   vastai_gpu_name: "RTX 5090"
+#   vastai_num_gpus: 1
+#   vastai_gpu_ram: 32607                   # MB per GPU
+#   vastai_cuda_max_good: 12.9
+#   vastai_driver_version: "575.57.08"
+#   vastai_cpu_cores_effective: 32.0
+#   vastai_cpu_ram: 773819                  # MB
+#   vastai_disk_space: 250.0                # GB
+#   vastai_dph_total: 0.4420833             # USD per hour
+#   vastai_is_bid: false
+#   vastai_machine_id: 38411
+#   vastai_host_id: 201334
+#   vastai_geolocation: "Texas, US"
+#   vastai_reliability: 0.9975              # reliability2
+#   vastai_inet_up: 2400.5                  # Mb/s
+#   vastai_inet_down: 4500.2                # Mb/s
+#   vastai_start_date: 1795540000.12        # epoch seconds
+#   vastai_end_date: 1800000000.0           # epoch seconds, end of the host's listing
+"""
+
+import fnmatch
+import hashlib
+
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.unsafe_proxy import wrap_var
+
+from ansible_collections.voltx.vastai.plugins.module_utils._client import (
+    RetryPolicy,
+    VastClient,
+    VastError,
+    resolve_api_key,
+)
+
+
+GROUP_ALL = "vastai"
+NULL_STATUS = "provisioning"
+SSH_USER = "root"
+
+# Host variable name (without the vastai_ prefix) -> field of the API row, copied as they are.
+_COPIED_FIELDS = (
+    ("id", "id"),
+    ("label", "label"),
+    ("status", "actual_status"),
+    ("intended_status", "intended_status"),
+    ("cur_state", "cur_state"),
+    ("status_msg", "status_msg"),
+    ("ssh_host", "ssh_host"),
+    ("ssh_port", "ssh_port"),
+    ("ports", "ports"),
+    ("image_uuid", "image_uuid"),
+    ("image_runtype", "image_runtype"),
+    ("gpu_name", "gpu_name"),
+    ("num_gpus", "num_gpus"),
+    ("gpu_ram", "gpu_ram"),
+    ("cuda_max_good", "cuda_max_good"),
+    ("driver_version", "driver_version"),
+    ("cpu_cores_effective", "cpu_cores_effective"),
+    ("cpu_ram", "cpu_ram"),
+    ("disk_space", "disk_space"),
+    ("dph_total", "dph_total"),
+    ("is_bid", "is_bid"),
+    ("machine_id", "machine_id"),
+    ("host_id", "host_id"),
+    ("geolocation", "geolocation"),
+    ("reliability", "reliability2"),
+    ("inet_up", "inet_up"),
+    ("inet_down", "inet_down"),
+    ("start_date", "start_date"),
+    ("end_date", "end_date"),
+)
+
+# The only fields of an API row this plugin reads; the cache keeps these and nothing else
+# (no jupyter_token, no extra_env, no onstart).
+CACHED_FIELDS = tuple(sorted(set(field for dummy, field in _COPIED_FIELDS) | {"public_ipaddr"}))
+
+
+def _strip(value):
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+def _to_port(value):
+    """A port number from an int or a numeric string; None for anything else."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        return None
+    return port if 0 < port < 65536 else None
+
+
+def _direct_ssh_port(instance):
+    ports = instance.get("ports")
+    if not isinstance(ports, dict):
+        return None
+    mappings = ports.get("22/tcp")
+    if not isinstance(mappings, list):
+        return None
+    for mapping in mappings:
+        if isinstance(mapping, dict):
+            port = _to_port(mapping.get("HostPort"))
+            if port is not None:
+                return port
+    return None
+
+
+def ssh_endpoint(instance):
+    """(mode, host, port) the way ``vastai ssh-url`` derives them; (None, None, None) when there is none.
+
+    Direct when ``ports["22/tcp"]`` maps a host port and ``public_ipaddr`` is set; otherwise the proxy
+    ``ssh_host``/``ssh_port``, plus one when ``image_runtype`` contains ``jupyter``.
+    """
+    public_ip = _strip(instance.get("public_ipaddr"))
+    direct_port = _direct_ssh_port(instance)
+    if direct_port is not None and public_ip:
+        return "direct", public_ip, direct_port
+    ssh_host = _strip(instance.get("ssh_host"))
+    ssh_port = _to_port(instance.get("ssh_port"))
+    if ssh_host and ssh_port is not None:
+        if "jupyter" in (instance.get("image_runtype") or ""):
+            ssh_port += 1
+        return "proxy", ssh_host, ssh_port
+    return None, None, None
+
+
+def instance_status(instance):
+    """The status used for filtering and the ``vastai_<status>`` group: actual_status, or ``provisioning`` when null."""
+    status = _strip(instance.get("actual_status"))
+    return status if status else NULL_STATUS
+
+
+def instance_to_hostvars(instance):
+    """Turn one row of ``GET /api/v1/instances/`` into the host variables of its host (plain values, not yet unsafe)."""
+    hostvars = {}
+    for name, field in _COPIED_FIELDS:
+        hostvars["vastai_" + name] = _strip(instance.get(field))
+    hostvars["vastai_public_ipaddr"] = _strip(instance.get("public_ipaddr"))
+    hostvars["vastai_ssh_port"] = _to_port(instance.get("ssh_port"))
+    hostvars["vastai_direct_ssh_port"] = _direct_ssh_port(instance)
+
+    mode, host, port = ssh_endpoint(instance)
+    hostvars["vastai_ssh_mode"] = mode
+    hostvars["ansible_user"] = SSH_USER
+    if host is not None:
+        hostvars["ansible_host"] = host
+        hostvars["ansible_port"] = port
+    return hostvars
+
+
+def default_host_name(instance):
+    label = _strip(instance.get("label"))
+    if label:
+        return label
+    return "vastai-%s" % instance.get("id")
+
+
+def assign_host_names(instances):
+    """Return ``[(host_name, instance), ...]`` with unique names, and the list of names that collided.
+
+    Every instance that shares a name with another gets ``-<id>`` appended; nothing is dropped.
+    """
+    names = [default_host_name(instance) for instance in instances]
+    collided = []
+    for dummy in range(5):
+        seen = {}
+        for index, name in enumerate(names):
+            seen.setdefault(name, []).append(index)
+        duplicates = dict((name, indexes) for name, indexes in seen.items() if len(indexes) > 1)
+        if not duplicates:
+            return list(zip(names, instances)), collided
+        for name, indexes in sorted(duplicates.items()):
+            collided.append((name, [instances[i].get("id") for i in indexes]))
+            for i in indexes:
+                names[i] = "%s-%s" % (name, instances[i].get("id"))
+    raise AnsibleError("Could not give the Vast.ai instances unique host names; colliding names: %s"
+                       % ", ".join(sorted(set(name for name in names if names.count(name) > 1))))
+
+
+def slim_instance(instance):
+    """The part of an API row that is cached: the fields this plugin reads, nothing else."""
+    return dict((field, instance.get(field)) for field in CACHED_FIELDS if field in instance)
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    NAME = "voltx.vastai.vastai"
+
+    def verify_file(self, path):
+        """Accept only files named ``*vastai.yml`` / ``*vastai.yaml``."""
+        return super().verify_file(path) and path.endswith(("vastai.yml", "vastai.yaml"))
+
+    # -- options ---------------------------------------------------------------------------------------------------
+
+    def _templated_option(self, name):
+        value = self.get_option(name)
+        if isinstance(value, str) and value:
+            value = self.templar.template(value)
+        return value
+
+    def _api_url(self):
+        return self._templated_option("api_url") or None
+
+    # -- fetching --------------------------------------------------------------------------------------------------
+
+    def _make_client(self):
+        """Build the API client from the options; the key is resolved here and nowhere else."""
+        retries = self.get_option("retries")
+        if retries < 0:
+            raise AnsibleError("Vast.ai inventory: retries must be 0 or more, got %s" % retries)
+        try:
+            api_key, dummy = resolve_api_key(explicit=self._templated_option("api_key") or None)
+            return VastClient(api_key, api_url=self._api_url(), timeout=self.get_option("request_timeout"),
+                              retry_policy=RetryPolicy(attempts=retries + 1))
+        except VastError as e:
+            raise AnsibleError("Vast.ai inventory: %s" % to_native(e)) from e
+
+    def _fetch(self, client):
+        """All instances of the account, reduced to the fields this plugin uses."""
+        try:
+            instances = client.list_instances()
+        except VastError as e:
+            raise AnsibleError("Vast.ai inventory: listing instances failed: %s" % to_native(e)) from e
+        if not isinstance(instances, list):
+            raise AnsibleError("Vast.ai inventory: listing instances returned %s, not a list" % type(instances).__name__)
+        return [slim_instance(instance) for instance in instances if isinstance(instance, dict)]
+
+    def _cache_key(self, path):
+        # The file's key plus the endpoint, so pointing the same file at another API (an emulator) never reads
+        # the other one's cache. The API key takes no part in it.
+        url = self._api_url() or ""
+        return "%s_%s" % (self.get_cache_key(path), hashlib.sha256(url.encode("utf-8")).hexdigest()[:12])
+
+    def _get_instances(self, path, cache):
+        """The instance list, from the cache when allowed and present, else from the API (then cached)."""
+        use_cache = self.get_option("cache")
+        read_cache = use_cache and cache
+        update_cache = use_cache and not cache
+        cache_key = self._cache_key(path) if use_cache else None
+
+        if read_cache:
+            try:
+                return self._cache[cache_key]
+            except KeyError:
+                update_cache = True
+
+        instances = self._fetch(self._make_client())
+        if update_cache:
+            self._cache[cache_key] = instances
+        return instances
+
+    # -- populating ------------------------------------------------------------------------------------------------
+
+    def _select(self, instances):
+        statuses = self.get_option("statuses") or []
+        patterns = self.get_option("labels") or []
+        selected = {}
+        for instance in instances:
+            if statuses and instance_status(instance) not in statuses:
+                continue
+            if patterns:
+                label = _strip(instance.get("label")) or ""
+                if not any(fnmatch.fnmatchcase(label, pattern) for pattern in patterns):
+                    continue
+            # A page boundary moving under us can list one instance twice; keep the last copy.
+            selected[instance.get("id")] = instance
+        return list(selected.values())
+
+    def _populate(self, instances):
+        """Add the (already fetched) instances to the inventory."""
+        strict = self.get_option("strict")
+        compose = self.get_option("compose")
+        groups = self.get_option("groups")
+        keyed_groups = self.get_option("keyed_groups")
+
+        self.inventory.add_group(GROUP_ALL)
+        named, collided = assign_host_names(self._select(instances))
+        for name, ids in collided:
+            self.display.warning("Vast.ai inventory: instances %s share the host name %s; each is named %s-<id>"
+                                 % (", ".join(str(i) for i in ids), name, name))
+
+        for name, instance in named:
+            host = self.inventory.add_host(wrap_var(name), group=GROUP_ALL)
+            status_group = self.inventory.add_group(self._sanitize_group_name("%s_%s" % (GROUP_ALL, instance_status(instance))))
+            self.inventory.add_child(status_group, host)
+
+            hostvars = wrap_var(instance_to_hostvars(instance))
+            for key, value in hostvars.items():
+                self.inventory.set_variable(host, key, value)
+
+            self._set_composite_vars(compose, self.inventory.get_host(host).get_vars(), host, strict=strict)
+            self._add_host_to_composed_groups(groups, hostvars, host, strict=strict)
+            self._add_host_to_keyed_groups(keyed_groups, hostvars, host, strict=strict)
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path, cache=cache)
+        self._read_config_data(path)
+        # Let options such as api_key refer to --extra-vars.
+        self.templar.available_variables = self._vars
+        self._populate(self._get_instances(path, cache))

@@ -1,0 +1,641 @@
+"""Unit tests for the voltx.vastai.vastai inventory plugin.
+
+Recorded v1 list rows (fixtures/instances_v1.json) go through a real InventoryData and DataLoader; the HTTP layer is
+either a fake client or the real VastClient over a fake requests session.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import sys
+
+import pytest
+
+from ansible.errors import AnsibleError
+from ansible.inventory.data import InventoryData
+from ansible.inventory.manager import InventoryManager
+from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import inventory_loader
+from ansible.template import Templar
+
+from ansible_collections.voltx.vastai.plugins.module_utils._client import VastAuthError, VastClient, VastTransportError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PLUGIN = "voltx.vastai.vastai"
+API_KEY = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+MALICIOUS_LABEL = "{{ lookup('pipe', 'touch vastai_pwned && id') }}"
+
+RUNNING = ["train-01", "notebook", "dup-28765436", "dup-28765437", "vastai-28765438", MALICIOUS_LABEL]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------------------------
+
+def load_rows():
+    with open(os.path.join(HERE, "fixtures", "instances_v1.json")) as f:
+        return json.load(f)
+
+
+def row(rows, instance_id):
+    return copy.deepcopy(next(r for r in rows if r["id"] == instance_id))
+
+
+class FakeClient:
+    """Stands in for VastClient: returns recorded rows, counts calls, or raises."""
+
+    def __init__(self, rows=None, error=None):
+        self.rows = rows or []
+        self.error = error
+        self.calls = 0
+
+    def list_instances(self, select_filters=None):
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return copy.deepcopy(self.rows)
+
+
+class NoClient:
+    def list_instances(self, select_filters=None):
+        raise AssertionError("the API was called although the cache should have answered")
+
+
+class FakeResponse:
+    def __init__(self, status_code, body, headers=None):
+        self.status_code = status_code
+        self.text = body if isinstance(body, str) else json.dumps(body)
+        self.headers = headers or {}
+
+
+class FakeSession:
+    """A requests.Session double serving GET /api/v1/instances/ in pages with a next_token cursor, like the API."""
+
+    def __init__(self, rows, page_size=4, status=200, error_body=None):
+        self.rows = rows
+        self.page_size = page_size
+        self.status = status
+        self.error_body = error_body
+        self.requests = []
+
+    def request(self, method, url, params=None, json=None, headers=None, timeout=None):  # pylint: disable=redefined-outer-name
+        self.requests.append({"method": method, "url": url, "params": params, "headers": headers, "timeout": timeout})
+        if self.status != 200:
+            return FakeResponse(self.status, self.error_body)
+        start = int((params or {}).get("after_token", "0"))
+        page = self.rows[start:start + self.page_size]
+        nxt = start + self.page_size
+        return FakeResponse(200, {
+            "success": True,
+            "instances_found": len(page),
+            "total_instances": len(self.rows),
+            "next_token": str(nxt) if nxt < len(self.rows) else None,
+            "instances": page,
+        })
+
+
+def write_config(tmp_path, text="", name="test.vastai.yml"):
+    path = tmp_path / name
+    path.write_text("plugin: %s\n%s" % (PLUGIN, text))
+    return str(path)
+
+
+def parse(path, client=None, cache=True):
+    """Run the plugin on ``path`` with a real InventoryData and DataLoader; return (inventory, plugin)."""
+    plugin = inventory_loader.get(PLUGIN)
+    assert plugin is not None, "inventory plugin %s did not load" % PLUGIN
+    if client is not None:
+        plugin._make_client = lambda: client
+    inventory = InventoryData()
+    plugin.parse(inventory, DataLoader(), path, cache=cache)
+    return inventory, plugin
+
+
+def hostvars(inventory, name):
+    return inventory.get_host(name).get_vars()
+
+
+def group_hosts(inventory, group):
+    return sorted(h.name for h in inventory.groups[group].get_hosts())
+
+
+@pytest.fixture
+def rows():
+    return load_rows()
+
+
+@pytest.fixture
+def plugin_module():
+    plugin = inventory_loader.get(PLUGIN)
+    assert plugin is not None
+    return sys.modules[type(plugin).__module__]
+
+
+@pytest.fixture
+def real_client(monkeypatch, plugin_module):
+    """Make the plugin build a real VastClient whose HTTP goes to the FakeSession returned by the fixture's call."""
+
+    def install(session):
+        monkeypatch.setattr(plugin_module, "VastClient", functools.partial(VastClient, session=session, sleep=lambda s: None))
+        return session
+
+    return install
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# verify_file
+# --------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, expected", [
+    ("prod.vastai.yml", True),
+    ("prod.vastai.yaml", True),
+    ("vastai.yml", True),
+    ("prod_vastai.yml", True),
+    ("prod.yml", False),
+    ("vastai.json", False),
+    ("hcloud.yml", False),
+    ("vastai.yml.bak", False),
+])
+def test_verify_file(tmp_path, name, expected):
+    path = tmp_path / name
+    path.write_text("plugin: %s\n" % PLUGIN)
+    assert inventory_loader.get(PLUGIN).verify_file(str(path)) is expected
+
+
+def test_verify_file_missing(tmp_path):
+    assert not inventory_loader.get(PLUGIN).verify_file(str(tmp_path / "absent.vastai.yml"))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# instance_to_hostvars (pure)
+# --------------------------------------------------------------------------------------------------------------------
+
+def test_hostvars_direct(rows, plugin_module):
+    hv = plugin_module.instance_to_hostvars(row(rows, 28765432))
+    assert hv["ansible_host"] == "203.0.113.7"  # trailing newline stripped
+    assert hv["ansible_port"] == 41022 and isinstance(hv["ansible_port"], int)
+    assert hv["ansible_user"] == "root"
+    assert hv["vastai_ssh_mode"] == "direct"
+    assert hv["vastai_direct_ssh_port"] == 41022
+    assert hv["vastai_public_ipaddr"] == "203.0.113.7"
+    assert hv["vastai_ssh_host"] == "ssh5.vast.ai"
+    assert hv["vastai_ssh_port"] == 31234
+    assert hv["vastai_id"] == 28765432
+    assert hv["vastai_label"] == "train-01"
+    assert hv["vastai_status"] == "running"
+    assert hv["vastai_intended_status"] == "running"
+    assert hv["vastai_gpu_name"] == "RTX 5090"
+    assert hv["vastai_num_gpus"] == 1
+    assert hv["vastai_dph_total"] == pytest.approx(0.4420833)
+    assert hv["vastai_machine_id"] == 38411
+    assert hv["vastai_geolocation"] == "Texas, US"
+    assert hv["vastai_cuda_max_good"] == 12.9
+    assert hv["vastai_disk_space"] == 250.0
+    assert hv["vastai_start_date"] == 1795540000.12
+    assert hv["vastai_image_uuid"] == "vastai/base-image:cuda-12.8.1-auto"
+    assert hv["vastai_reliability"] == 0.9975
+
+
+def test_hostvars_never_carry_secrets(rows, plugin_module):
+    hv = plugin_module.instance_to_hostvars(row(rows, 28765432))
+    flat = json.dumps(hv)
+    assert "jupyter_token" not in flat and "53fc448d" not in flat
+    assert "wandb-secret-value" not in flat and "extra_env" not in flat
+    assert all(k.startswith("vastai_") or k in ("ansible_host", "ansible_port", "ansible_user") for k in hv)
+
+
+def test_hostvars_loading_uses_proxy(rows, plugin_module):
+    hv = plugin_module.instance_to_hostvars(row(rows, 28765433))
+    assert (hv["ansible_host"], hv["ansible_port"], hv["vastai_ssh_mode"]) == ("ssh6.vast.ai", 31240, "proxy")
+    assert hv["vastai_public_ipaddr"] is None
+    assert hv["vastai_direct_ssh_port"] is None
+
+
+def test_hostvars_jupyter_proxy_adds_one(rows, plugin_module):
+    hv = plugin_module.instance_to_hostvars(row(rows, 28765435))
+    assert (hv["ansible_host"], hv["ansible_port"]) == ("ssh7.vast.ai", 30501)
+    assert hv["vastai_ssh_port"] == 30500  # the API's value, unchanged
+
+
+def test_hostvars_without_endpoint(rows, plugin_module):
+    hv = plugin_module.instance_to_hostvars(row(rows, 28765440))
+    assert "ansible_host" not in hv and "ansible_port" not in hv
+    assert hv["ansible_user"] == "root"
+    assert hv["vastai_ssh_mode"] is None
+    assert hv["vastai_status"] is None
+
+
+@pytest.mark.parametrize("ports", [
+    {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "not-a-port"}]},
+    {"22/tcp": []},
+    {"22/tcp": None},
+    {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "0"}]},
+    [],
+])
+def test_hostvars_bad_port_mapping_falls_back_to_proxy(rows, plugin_module, ports):
+    inst = row(rows, 28765432)
+    inst["ports"] = ports
+    hv = plugin_module.instance_to_hostvars(inst)
+    assert (hv["ansible_host"], hv["ansible_port"], hv["vastai_ssh_mode"]) == ("ssh5.vast.ai", 31234, "proxy")
+
+
+def test_hostvars_direct_needs_public_ip(rows, plugin_module):
+    inst = row(rows, 28765432)
+    inst["public_ipaddr"] = " \n"
+    hv = plugin_module.instance_to_hostvars(inst)
+    assert (hv["ansible_host"], hv["vastai_ssh_mode"]) == ("ssh5.vast.ai", "proxy")
+
+
+def test_hostvars_minimal_row(plugin_module):
+    hv = plugin_module.instance_to_hostvars({"id": 7})
+    assert hv["vastai_id"] == 7 and hv["vastai_label"] is None and "ansible_host" not in hv
+
+
+def test_assign_host_names(plugin_module):
+    named, collided = plugin_module.assign_host_names([
+        {"id": 1, "label": "a"}, {"id": 2, "label": "a"}, {"id": 3, "label": None}, {"id": 4, "label": "vastai-3"},
+        {"id": 5, "label": "b"},
+    ])
+    assert [n for n, dummy in named] == ["a-1", "a-2", "vastai-3-3", "vastai-3-4", "b"]
+    assert ("a", [1, 2]) in collided and ("vastai-3", [3, 4]) in collided
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# inventory construction
+# --------------------------------------------------------------------------------------------------------------------
+
+def test_default_statuses_running_and_loading(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(rows))
+    assert sorted(inventory.hosts) == sorted(RUNNING + ["train-02"])
+    assert group_hosts(inventory, "vastai") == sorted(RUNNING + ["train-02"])
+    assert group_hosts(inventory, "vastai_running") == sorted(RUNNING)
+    assert group_hosts(inventory, "vastai_loading") == ["train-02"]
+    assert "vastai_exited" not in inventory.groups
+    assert "old-run" not in inventory.hosts and "fresh" not in inventory.hosts
+
+
+def test_hostvars_in_inventory(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(rows))
+    hv = hostvars(inventory, "train-01")
+    assert (hv["ansible_host"], hv["ansible_port"], hv["ansible_user"]) == ("203.0.113.7", 41022, "root")
+    assert hv["vastai_id"] == 28765432
+    hv = hostvars(inventory, "notebook")
+    assert (hv["ansible_host"], hv["ansible_port"]) == ("ssh7.vast.ai", 30501)
+    hv = hostvars(inventory, "vastai-28765438")
+    assert hv["vastai_label"] is None
+    assert (hv["ansible_host"], hv["ansible_port"]) == ("ssh9.vast.ai", 39999)
+
+
+def test_all_statuses(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path, "statuses: []\n"), FakeClient(rows))
+    assert len(inventory.hosts) == len(rows)
+    assert group_hosts(inventory, "vastai_exited") == ["old-run"]
+    assert group_hosts(inventory, "vastai_provisioning") == ["fresh"]
+    hv = hostvars(inventory, "fresh")
+    assert "ansible_host" not in hv and hv["vastai_status"] is None
+    hv = hostvars(inventory, "old-run")
+    assert (hv["ansible_host"], hv["ansible_port"]) == ("ssh2.vast.ai", 21020)
+
+
+def test_status_filter(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path, "statuses: [exited, provisioning]\n"), FakeClient(rows))
+    assert sorted(inventory.hosts) == ["fresh", "old-run"]
+
+
+@pytest.mark.parametrize("labels, expected", [
+    (["train-*"], ["train-01", "train-02"]),
+    (["train-0?", "notebook"], ["notebook", "train-01", "train-02"]),
+    ([""], ["vastai-28765438"]),
+    (["dup"], ["dup-28765436", "dup-28765437"]),
+    (["TRAIN-*"], []),
+])
+def test_label_filter(tmp_path, rows, labels, expected):
+    inventory, dummy = parse(write_config(tmp_path, "labels: %s\n" % json.dumps(labels)), FakeClient(rows))
+    assert sorted(inventory.hosts) == expected
+
+
+def test_star_includes_unlabeled(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path, "labels: ['*']\nstatuses: []\n"), FakeClient(rows))
+    assert len(inventory.hosts) == len(rows)
+
+
+def test_duplicate_labels_are_suffixed_and_warned(tmp_path, rows, monkeypatch):
+    warnings = []
+    plugin = inventory_loader.get(PLUGIN)
+    monkeypatch.setattr(plugin.display, "warning", lambda msg, *a, **kw: warnings.append(msg))
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(rows))
+    assert "dup" not in inventory.hosts
+    assert hostvars(inventory, "dup-28765436")["ansible_host"] == "198.51.100.31"
+    assert hostvars(inventory, "dup-28765437")["ansible_host"] == "198.51.100.32"
+    assert any("28765436" in w and "28765437" in w and "dup" in w for w in warnings)
+
+
+def test_duplicate_row_from_paging_is_one_host(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(rows + [row(rows, 28765432)]))
+    assert "train-01" in inventory.hosts
+    assert not any(h.startswith("train-01-") for h in inventory.hosts)
+
+
+def test_empty_account(tmp_path):
+    inventory, dummy = parse(write_config(tmp_path), FakeClient([]))
+    assert "vastai" in inventory.groups
+    assert not inventory.hosts
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# constructed: compose, groups, keyed_groups, strict
+# --------------------------------------------------------------------------------------------------------------------
+
+CONSTRUCTED = """
+statuses: []
+keyed_groups:
+  - key: vastai_gpu_name
+    prefix: gpu
+  - key: vastai_num_gpus | string
+    prefix: gpus
+groups:
+  cheap: vastai_dph_total < 0.5
+  multi_gpu: vastai_num_gpus > 1
+compose:
+  ansible_host: vastai_ssh_host
+  hourly_cents: (vastai_dph_total * 100) | round | int
+  label_copy: vastai_label
+"""
+
+
+def test_constructed(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path, CONSTRUCTED), FakeClient(rows))
+    assert group_hosts(inventory, "gpu_RTX_5090") == sorted(["train-01", MALICIOUS_LABEL, "fresh"])
+    assert group_hosts(inventory, "gpu_H100_SXM") == ["train-02"]
+    assert group_hosts(inventory, "gpu_A100_PCIE") == ["vastai-28765438"]
+    assert group_hosts(inventory, "gpus_8") == ["train-02"]
+    assert "vastai-28765438" in group_hosts(inventory, "gpus_2")
+    assert group_hosts(inventory, "multi_gpu") == ["train-02", "vastai-28765438"]
+    assert "train-01" in group_hosts(inventory, "cheap") and "train-02" not in group_hosts(inventory, "cheap")
+    hv = hostvars(inventory, "train-01")
+    assert hv["ansible_host"] == "ssh5.vast.ai"  # compose overrides the direct address
+    assert hv["hourly_cents"] == 44
+    assert hv["label_copy"] == "train-01"
+
+
+def test_strict_raises_on_bad_compose(tmp_path, rows):
+    path = write_config(tmp_path, "strict: true\ncompose:\n  x: vastai_no_such_var.attr\n")
+    with pytest.raises(AnsibleError):
+        parse(path, FakeClient(rows))
+
+
+def test_not_strict_ignores_bad_compose(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path, "compose:\n  x: vastai_no_such_var.attr\n"), FakeClient(rows))
+    assert "x" not in hostvars(inventory, "train-01")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# unsafe: API data is never templated
+# --------------------------------------------------------------------------------------------------------------------
+
+def test_malicious_label_is_never_templated(tmp_path, rows):
+    config = "compose:\n  label_copy: vastai_label\n  geo_copy: vastai_geolocation\n"
+    inventory, dummy = parse(write_config(tmp_path, config), FakeClient(rows))
+    assert MALICIOUS_LABEL in inventory.hosts
+    hv = hostvars(inventory, MALICIOUS_LABEL)
+    assert hv["vastai_label"] == MALICIOUS_LABEL
+    assert hv["label_copy"] == MALICIOUS_LABEL
+    assert hv["geo_copy"] == "{{ lookup('env', 'HOME') }}"
+
+    # Render the host's variables the way a task would use them.
+    templar = Templar(loader=DataLoader(), variables=dict(hv, inventory_hostname=MALICIOUS_LABEL))
+    assert templar.template(hv["vastai_label"]) == MALICIOUS_LABEL
+    assert templar.template(hv["vastai_geolocation"]) == "{{ lookup('env', 'HOME') }}"
+    assert templar.template(hv) == hv
+    assert not (tmp_path / "vastai_pwned").exists()
+
+
+def test_values_are_marked_unsafe(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(rows))
+    hv = hostvars(inventory, MALICIOUS_LABEL)
+    try:  # ansible-core >= 2.19: data tagging; API strings must not carry trust
+        from ansible._internal._datatag._tags import TrustedAsTemplate
+    except ImportError:  # older cores: AnsibleUnsafe subclasses
+        from ansible.utils.unsafe_proxy import AnsibleUnsafe
+        assert isinstance(hv["vastai_label"], AnsibleUnsafe)
+        assert isinstance(hv["vastai_geolocation"], AnsibleUnsafe)
+    else:
+        assert not TrustedAsTemplate.is_tagged_on(hv["vastai_label"])
+        assert not TrustedAsTemplate.is_tagged_on(hv["vastai_geolocation"])
+
+
+def test_malicious_label_through_inventory_manager(tmp_path, rows, real_client, monkeypatch):
+    """The whole ansible-inventory path: InventoryManager -> auto -> this plugin -> VastClient over a fake session."""
+    real_client(FakeSession(rows))
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    path = write_config(tmp_path, "compose:\n  label_copy: vastai_label\n")
+    manager = InventoryManager(loader=DataLoader(), sources=[path])
+    host = manager.get_host(MALICIOUS_LABEL)
+    assert host is not None
+    assert host.get_vars()["label_copy"] == MALICIOUS_LABEL
+    assert sorted(h.name for h in manager.get_hosts("vastai_running")) == sorted(RUNNING)
+    assert not (tmp_path / "vastai_pwned").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the real client: paging, key, URL, errors
+# --------------------------------------------------------------------------------------------------------------------
+
+def test_real_client_pages_and_auth(tmp_path, rows, real_client, monkeypatch):
+    session = real_client(FakeSession(rows, page_size=4))
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    path = write_config(tmp_path, "api_url: http://127.0.0.1:8081\nstatuses: []\nrequest_timeout: 7\n")
+    inventory, dummy = parse(path)
+    assert len(inventory.hosts) == len(rows)
+    assert len(session.requests) == 3  # 9 rows, 4 a page
+    first = session.requests[0]
+    assert first["method"] == "GET"
+    assert first["url"] == "http://127.0.0.1:8081/api/v1/instances/"
+    assert first["headers"]["Authorization"] == "Bearer " + API_KEY
+    assert first["timeout"] == 7.0
+    assert API_KEY not in json.dumps([r["params"] for r in session.requests])
+    assert session.requests[1]["params"]["after_token"] == "4"
+
+
+def test_api_url_from_env(tmp_path, rows, real_client, monkeypatch):
+    session = real_client(FakeSession(rows))
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    monkeypatch.setenv("VAST_API_URL", "http://127.0.0.1:9999")
+    parse(write_config(tmp_path))
+    assert session.requests[0]["url"] == "http://127.0.0.1:9999/api/v1/instances/"
+
+
+def test_api_key_option_beats_env_and_may_be_a_template(tmp_path, rows, real_client, monkeypatch):
+    session = real_client(FakeSession(rows))
+    monkeypatch.setenv("VAST_API_KEY", "env-key-not-used")
+    parse(write_config(tmp_path, "api_key: \"{{ 'opt' ~ 'key' }}\"\n"))
+    assert session.requests[0]["headers"]["Authorization"] == "Bearer optkey"
+
+
+def test_api_key_from_cli_key_file(tmp_path, rows, real_client):
+    session = real_client(FakeSession(rows))
+    key_file = tmp_path / "home" / ".config" / "vastai" / "vast_api_key"
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text(API_KEY + "\n")
+    parse(write_config(tmp_path))
+    assert session.requests[0]["headers"]["Authorization"] == "Bearer " + API_KEY
+
+
+def test_no_key_anywhere(tmp_path, rows, real_client):
+    session = real_client(FakeSession(rows))
+    with pytest.raises(AnsibleError, match="No Vast.ai API key found"):
+        parse(write_config(tmp_path))
+    assert not session.requests
+
+
+def test_auth_error_carries_api_message_not_key(tmp_path, rows, real_client, monkeypatch):
+    real_client(FakeSession(rows, status=401, error_body={"success": False, "error": "auth_error", "msg": "Invalid user key"}))
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    with pytest.raises(AnsibleError) as excinfo:
+        parse(write_config(tmp_path))
+    message = str(excinfo.value)
+    assert "Invalid user key" in message
+    assert API_KEY not in message
+
+
+def test_error_echoing_the_key_is_scrubbed(tmp_path, rows, real_client, monkeypatch):
+    real_client(FakeSession(rows, status=400, error_body={"error": "invalid_request", "msg": "bad key %s" % API_KEY}))
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    with pytest.raises(AnsibleError) as excinfo:
+        parse(write_config(tmp_path))
+    assert API_KEY not in str(excinfo.value)
+
+
+def test_retries_then_succeeds(tmp_path, rows, real_client, monkeypatch):
+    class Flaky(FakeSession):
+        def request(self, *args, **kwargs):
+            if len(self.requests) < 2:
+                self.requests.append(kwargs)
+                return FakeResponse(503, "Service Unavailable")
+            return super().request(*args, **kwargs)
+
+    session = real_client(Flaky(rows, page_size=25))
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    inventory, dummy = parse(write_config(tmp_path, "retries: 2\n"))
+    assert len(session.requests) == 3
+    assert "train-01" in inventory.hosts
+
+
+def test_retries_exhausted(tmp_path, rows, real_client, monkeypatch):
+    session = real_client(FakeSession(rows, status=429, error_body="API requests too frequent"))
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    with pytest.raises(AnsibleError, match="too frequent"):
+        parse(write_config(tmp_path, "retries: 1\n"))
+    assert len(session.requests) == 2
+
+
+def test_negative_retries(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    with pytest.raises(AnsibleError, match="retries must be 0 or more"):
+        parse(write_config(tmp_path, "retries: -1\n"))
+
+
+@pytest.mark.parametrize("error", [
+    VastAuthError("Invalid user key", status=401, error="auth_error"),
+    VastTransportError("Connection to Vast.ai failed on GET /api/v1/instances/: refused"),
+])
+def test_client_errors_become_ansible_errors(tmp_path, error):
+    with pytest.raises(AnsibleError, match=str(error)):
+        parse(write_config(tmp_path), FakeClient(error=error))
+
+
+def test_bad_reply_shape(tmp_path):
+    class Weird:
+        def list_instances(self, select_filters=None):
+            return {"instances": []}
+
+    with pytest.raises(AnsibleError, match="not a list"):
+        parse(write_config(tmp_path), Weird())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# caching
+# --------------------------------------------------------------------------------------------------------------------
+
+CACHE = """
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: {dir}
+cache_timeout: 3600
+statuses: []
+"""
+
+
+def test_cache_hit_makes_no_api_call(tmp_path, rows):
+    cache_dir = tmp_path / "cache"
+    path = write_config(tmp_path, CACHE.format(dir=cache_dir))
+
+    client = FakeClient(rows)
+    first, plugin = parse(path, client)
+    plugin.update_cache_if_changed()  # what InventoryManager does after parse()
+    assert client.calls == 1
+
+    # A second run (fresh plugin object) is served from the cache: no client is even built.
+    second, plugin = parse(path, NoClient())
+    assert sorted(second.hosts) == sorted(first.hosts)
+    assert hostvars(second, "notebook")["ansible_port"] == 30501
+    assert hostvars(second, MALICIOUS_LABEL)["vastai_label"] == MALICIOUS_LABEL
+
+    # cache=False (--flush-cache / meta: refresh_inventory) goes back to the API and refreshes the cache.
+    fresh_rows = [r for r in rows if r["id"] != 28765432]
+    client = FakeClient(fresh_rows)
+    third, plugin = parse(path, client, cache=False)
+    plugin.update_cache_if_changed()
+    assert client.calls == 1
+    assert "train-01" not in third.hosts
+    fourth, plugin = parse(path, NoClient())
+    assert "train-01" not in fourth.hosts
+
+
+def test_cache_holds_no_secrets(tmp_path, rows, real_client, monkeypatch):
+    real_client(FakeSession(rows))
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    cache_dir = tmp_path / "cache"
+    dummy, plugin = parse(write_config(tmp_path, CACHE.format(dir=cache_dir)))
+    plugin.update_cache_if_changed()
+    files = list(cache_dir.iterdir())
+    assert files
+    content = "".join(f.read_text() for f in files)
+    assert API_KEY not in content
+    assert "53fc448d" not in content  # jupyter_token
+    assert "wandb-secret-value" not in content  # extra_env
+    assert "train-01" in content
+
+
+def test_cache_disabled_always_calls_api(tmp_path, rows):
+    path = write_config(tmp_path, "cache: false\n")
+    client = FakeClient(rows)
+    parse(path, client)
+    parse(path, client)
+    assert client.calls == 2
+
+
+def test_cache_is_per_api_url(tmp_path, rows, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    path = write_config(tmp_path, CACHE.format(dir=cache_dir))
+    dummy, plugin = parse(path, FakeClient(rows))
+    plugin.update_cache_if_changed()
+    monkeypatch.setenv("VAST_API_URL", "http://127.0.0.1:8081")
+    client = FakeClient(rows[:1])
+    inventory, dummy = parse(path, client)
+    assert client.calls == 1
+    assert sorted(inventory.hosts) == ["train-01"]
+
+
+def test_filters_apply_to_cached_list(tmp_path, rows):
+    cache_dir = tmp_path / "cache"
+    path = write_config(tmp_path, CACHE.format(dir=cache_dir))
+    dummy, plugin = parse(path, FakeClient(rows))
+    plugin.update_cache_if_changed()
+    # Same file name, narrower filters: the cached (unfiltered) list answers, filtered now.
+    path = write_config(tmp_path, CACHE.format(dir=cache_dir) + "labels: [notebook]\n")
+    inventory, dummy = parse(path, NoClient())
+    assert sorted(inventory.hosts) == ["notebook"]
