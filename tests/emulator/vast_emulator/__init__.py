@@ -1,0 +1,1 @@
+"""A local Vast.ai REST API emulator whose rented instances are real containers (see docs/architecture.md)."""

@@ -1,0 +1,640 @@
+"""The emulated account: instances (backed by containers), SSH keys, faults and the cost ledger.
+
+Every public method either returns the JSON reply or raises ApiError carrying the reply Vast would send.
+One lock guards the state; docker calls run outside it (they take seconds) and each instance carries a
+generation counter so a boot watcher notices that a stop, start or destroy overtook it.
+"""
+
+import base64
+import json
+import secrets
+import threading
+import time
+from datetime import datetime, timezone
+
+from . import offers as offer_search
+from .containers import DockerError, ssh_banner_ready
+
+INITIAL_CREDIT = 25.0
+ENV_NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+BOOT_TIMEOUT = 120.0
+# Offer columns an instance row repeats.
+OFFER_COLUMNS = (
+    "machine_id", "host_id", "bundle_id", "gpu_name", "num_gpus", "gpu_arch", "gpu_ram", "gpu_frac", "gpu_lanes",
+    "gpu_mem_bw", "compute_cap", "cuda_max_good", "driver_version", "cpu_name", "cpu_arch", "cpu_cores",
+    "cpu_cores_effective", "cpu_ram", "cpu_ghz", "disk_name", "disk_bw", "inet_up", "inet_down", "inet_up_cost",
+    "inet_down_cost", "dph_base", "storage_cost", "min_bid", "reliability2", "verification", "rentable", "external",
+    "hosting_type", "static_ip", "geolocation", "os_version", "mobo_name", "pci_gen", "pcie_bw", "bw_nvlink", "dlperf",
+    "total_flops", "score", "direct_port_count", "end_date", "credit_discount_max", "vram_costperhour", "logo", "webpage",
+)
+# Columns the v1 list can filter on; the rest are computed server-side and refused.
+FILTERABLE_COLUMNS = {"id", "actual_status", "intended_status", "cur_state", "next_state", "label", "gpu_name",
+                      "verification", "machine_id", "host_id", "image_uuid", "is_bid", "template_id", "start_date"}
+PAGE_SIZE = 25
+PULL_PROGRESS = "Pulling image: 3f4ac1d2e8b7: Downloading [=======>          ]  1.27GB/3.02GB"
+
+
+class ApiError(Exception):
+    def __init__(self, status, body, content_type="application/json"):
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+
+def envelope(status, error, msg, **extra):
+    return ApiError(status, dict({"success": False, "error": error, "msg": msg}, **extra))
+
+
+def invalid_args(msg, **extra):
+    return envelope(400, "invalid_args", "error 400/3467: Invalid args: " + msg, **extra)
+
+
+def no_such_instance():
+    return envelope(404, "no_such_instance", "Instance not found")
+
+
+class Instance:
+    """A contract: the row Vast shows plus what the emulator needs to drive its container."""
+
+    def __init__(self, record, offer_id, container, stuck, attached_keys):
+        self.record = record
+        self.offer_id = offer_id
+        self.container = container
+        self.stuck = stuck
+        self.attached_keys = attached_keys
+        self.generation = 0
+        self.destroyed = False
+        self.container_created = False
+        self.running_since = None
+        self.running_seconds = 0.0
+        self.docker_lock = threading.Lock()  # keeps docker start/stop/rm of one container in request order
+
+    @property
+    def id(self):
+        return self.record["id"]
+
+
+class Account:
+    def __init__(self, docker, catalog_path=None):
+        self.docker = docker
+        self.catalog_path = catalog_path
+        self.lock = threading.RLock()
+        self.next_instance_id = 28765432
+        self.next_key_id = 1234
+        self.user_id = 612345
+        self._clear()
+
+    def _clear(self):
+        self.offers = {offer["id"]: offer for offer in offer_search.load_catalog(self.catalog_path)}
+        self.instances = {}
+        self.ssh_keys = []
+        self.requests = []
+        self.faults = {"rate_limit": 0, "server_error": 0, "offer_taken": [], "offer_taken_count": 0,
+                       "stuck_loading": 0, "overprice": {"count": 0, "factor": 1.0}, "boot_delay": 0.0}
+
+    # ---- offers -------------------------------------------------------------------------------------------
+
+    def search_offers(self, query):
+        with self.lock:
+            try:
+                return {"offers": offer_search.search(list(self.offers.values()), query)}
+            except offer_search.QueryError as error:
+                raise envelope(400, "invalid_request", str(error))
+
+    def create_instance(self, offer_id, body):
+        """PUT /asks/{id}/: validates, takes the offer and starts the container in the background."""
+        request = _validate_create(offer_id, body)
+        with self.lock:
+            offer = self.offers.get(offer_id)
+            if offer is not None and not offer["rented"] and self._take_by_fault(offer):
+                offer["rented"] = True
+            if offer is None or offer["rented"] or not offer["rentable"]:
+                raise envelope(404, "invalid_args", "error 404/3603: no_such_ask Instance type by id %d is not "
+                               "available." % offer_id, ask_id=offer_id)
+            offer["rented"] = True
+            instance = self._new_instance(offer, request)
+            self.instances[instance.id] = instance
+            generation = instance.generation
+        self._spawn(self._boot, instance, generation)
+        return {"success": True, "new_contract": instance.id, "instance_api_key": secrets.token_hex(32)}
+
+    def _take_by_fault(self, offer):
+        """offer_taken: the listed offers, or the next N rents, lose the race to another renter."""
+        if self.faults["offer_taken_count"] > 0:
+            self.faults["offer_taken_count"] -= 1
+            return True
+        return False
+
+    def _new_instance(self, offer, request):
+        instance_id = self.next_instance_id
+        self.next_instance_id += 1
+        disk = request["disk"]
+        bid = request["price"] is not None
+        gpu_hour = request["price"] if bid else offer["dph_base"]
+        disk_hour = offer["storage_cost"] * disk / offer_search.HOURS_PER_MONTH
+        dph_total = gpu_hour + disk_hour
+        overprice = self.faults["overprice"]
+        if overprice["count"] > 0:  # the host raised its price between the search and the rent
+            overprice["count"] -= 1
+            dph_total *= overprice["factor"]
+        dph_total = round(dph_total, 7)
+        stuck = self.faults["stuck_loading"] > 0
+        if stuck:
+            self.faults["stuck_loading"] -= 1
+        record = {column: offer.get(column) for column in OFFER_COLUMNS}
+        breakdown = {"gpuCostPerHour": gpu_hour, "diskHour": round(disk_hour, 7), "totalHour": dph_total,
+                     "discountTotalHour": 0, "discountedTotalPerHour": dph_total}
+        record.update(
+            id=instance_id, actual_status=None, intended_status="running", cur_state="running", next_state="running",
+            status_msg=None, label=request["label"], image_uuid=request["image"], image_args=[],
+            image_runtype=request["runtype"], extra_env=[[key, str(value)] for key, value in request["env"].items()],
+            onstart=request["onstart"], template_id=None, template_hash_id=None, template_name=None,
+            jupyter_token=secrets.token_hex(32), ssh_host="127.0.0.1", ssh_idx="1", ssh_port=None,
+            machine_dir_ssh_port=None, public_ipaddr="127.0.0.1", local_ipaddrs="127.0.0.1 ", ports=None,
+            direct_port_start=-1, direct_port_end=-1, gpu_totalram=offer["gpu_total_ram"],
+            dph_total=dph_total, storage_total_cost=round(disk_hour, 7), is_bid=bid,
+            disk_space=float(disk), disk_usage=-1, disk_util=-1, gpu_util=None, gpu_temp=None, cpu_util=None,
+            mem_usage=None, mem_limit=None, vmem_usage=None, start_date=round(time.time(), 2), uptime_mins=None,
+            volume_info=[], credit_balance=None, credit_discount=None, client_run_time=0.0,
+            host_run_time=2592000.0, time_remaining="", time_remaining_isbid="", country_code=None,
+            search=dict(breakdown), instance=dict(breakdown),
+        )
+        keys = [key["key"] for key in self.ssh_keys]
+        return Instance(record, offer["id"], self.docker.container_name(instance_id), stuck, keys)
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+
+    def _spawn(self, target, *args):
+        threading.Thread(target=target, args=args, daemon=True).start()
+
+    def _current(self, instance, generation):
+        return not instance.destroyed and instance.generation == generation
+
+    def _boot(self, instance, generation):
+        """Creates (first time) and starts the container, then waits for sshd before the instance shows as running."""
+        with instance.docker_lock:
+            try:
+                if not self._current(instance, generation):
+                    return
+                if not instance.container_created:  # a stop before the first boot leaves none to start
+                    self._create_container(instance)
+                    instance.container_created = True
+                    self._set_if_current(instance, generation, actual_status="created",
+                                         status_msg="Creating container")
+                self.docker.start(instance.container)
+                port = self.docker.ssh_port(instance.container)
+            except DockerError as error:
+                self._set_if_current(instance, generation, actual_status="created",
+                                     status_msg="Error response from daemon: %s" % error)
+                return
+            finally:
+                # A destroy that came in while docker worked found nothing to remove yet; remove it now, under
+                # the lock, so two `docker rm` never race and a sweep after this sees the container gone.
+                if instance.destroyed:
+                    self.docker.remove(instance.container)
+        loading_msg = PULL_PROGRESS if instance.stuck else "Starting container"
+        self._set_if_current(instance, generation, actual_status="loading", status_msg=loading_msg,
+                             ssh_port=port, machine_dir_ssh_port=port)
+        if not instance.stuck:
+            self._wait_for_sshd(instance, generation, port)
+
+    def _create_container(self, instance):
+        env = {key: value for key, value in _plain_env(instance.record["extra_env"])}
+        env.update(VAST_CONTAINERLABEL="C.%d" % instance.id, CONTAINER_ID=str(instance.id),
+                   PUBLIC_KEY="\n".join(instance.attached_keys))
+        self.docker.create(instance.container, env)
+        if instance.record["onstart"]:
+            self.docker.put_file(instance.container, "/root/onstart.sh", instance.record["onstart"])
+
+    def _wait_for_sshd(self, instance, generation, port):
+        with self.lock:
+            ready_after = time.time() + float(self.faults["boot_delay"])
+        deadline = time.time() + BOOT_TIMEOUT + float(self.faults["boot_delay"])
+        while self._current(instance, generation) and time.time() < deadline:
+            if time.time() >= ready_after and ssh_banner_ready(port):
+                self._became_running(instance, generation, port)
+                return
+            time.sleep(0.2)
+        self._set_if_current(instance, generation, status_msg="Container started but sshd never answered")
+
+    def _became_running(self, instance, generation, port):
+        try:
+            # The entrypoint rewrites authorized_keys from PUBLIC_KEY on every start; re-add the attached keys.
+            self.docker.append_authorized_keys(instance.container, instance.attached_keys)
+        except DockerError:
+            pass  # a container stopped meanwhile; its generation changed and nothing below applies
+        with self.lock:
+            if not self._current(instance, generation):
+                return
+            instance.running_since = time.time()
+            instance.record.update(
+                actual_status="running", status_msg="success, running %s/ssh" % instance.record["image_uuid"],
+                ports={"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}, gpu_util=0.0, gpu_temp=34.0,
+                cpu_util=0.01, mem_usage=0.3, mem_limit=round(instance.record["cpu_ram"] / 1000.0, 1),
+                vmem_usage=0.0, disk_usage=0.4, disk_util=round(0.4 / instance.record["disk_space"], 4),
+            )
+
+    def _set_if_current(self, instance, generation, **fields):
+        with self.lock:
+            if self._current(instance, generation):
+                instance.record.update(fields)
+
+    def _leave_running(self, instance, **fields):
+        """Called under the lock on every transition; books the running time and bumps the generation."""
+        if instance.running_since is not None:
+            instance.running_seconds += time.time() - instance.running_since
+            instance.running_since = None
+        instance.generation += 1
+        instance.record.update(ports=None, gpu_util=None, gpu_temp=None, cpu_util=None, **fields)
+        return instance.generation
+
+    def _get_live(self, instance_id):
+        instance = self.instances.get(instance_id)
+        if instance is None or instance.destroyed:
+            raise no_such_instance()
+        return instance
+
+    def destroy_instance(self, instance_id):
+        with self.lock:
+            instance = self._get_live(instance_id)
+            self._destroy_locked(instance)
+        with instance.docker_lock:
+            self.docker.remove(instance.container)
+        return {"success": True, "msg": "Instance destroyed successfully"}
+
+    def _destroy_locked(self, instance):
+        self._leave_running(instance, actual_status="exited", intended_status="stopped", cur_state="unloaded",
+                            next_state="unloaded", status_msg="Instance destroyed")
+        instance.destroyed = True
+        offer = self.offers.get(instance.offer_id)
+        if offer is not None:
+            offer["rented"] = False  # the GPU is free again, so the offer is listed again
+
+    def update_instance(self, instance_id, body):
+        """PUT /instances/{id}/: {"state": "stopped"|"running"} and/or {"label": text}."""
+        if not isinstance(body, dict) or not ({"state", "label"} & set(body)):
+            raise invalid_args("expected state or label")
+        state = body.get("state")
+        if state is not None and state not in ("running", "stopped"):
+            raise invalid_args("state must be running or stopped")
+        label = body.get("label")
+        if "label" in body and label is not None and (not isinstance(label, str) or len(label) > 1024):
+            raise invalid_args("label must be a string of at most 1024 characters")
+        with self.lock:
+            instance = self._get_live(instance_id)
+            if "label" in body:
+                instance.record["label"] = label
+        if state == "stopped":
+            self._stop(instance)
+        elif state == "running":
+            self._start(instance)
+        return {"success": True}
+
+    def _stop(self, instance):
+        with self.lock:
+            self._leave_running(instance, actual_status="exited", intended_status="stopped", cur_state="stopped",
+                                next_state="stopped", status_msg="Instance stopped by user")
+        with instance.docker_lock:
+            try:
+                self.docker.stop(instance.container)
+            except DockerError:
+                pass  # not created yet or already gone: it is stopped either way
+
+    def _start(self, instance):
+        with self.lock:
+            record = instance.record
+            if record["intended_status"] == "running" and record["actual_status"] in (None, "created", "loading",
+                                                                                      "running"):
+                return  # already running or on its way there
+            generation = self._leave_running(instance, intended_status="running", cur_state="running",
+                                             next_state="running", status_msg="Starting container")
+        self._spawn(self._boot, instance, generation)
+
+    def reboot_instance(self, instance_id):
+        with self.lock:
+            instance = self._get_live(instance_id)
+        self._stop(instance)
+        with self.lock:
+            instance.record["actual_status"] = "rebooting"  # what Vast shows until the container is up again
+        self._start(instance)
+        return {"success": True}
+
+    def preempt(self, instance_id):
+        """Outbid: the container is killed abruptly; Vast keeps the contract and shows it stopped."""
+        with self.lock:
+            instance = self._get_live(instance_id)
+            self._leave_running(instance, actual_status="exited", intended_status="running", cur_state="stopped",
+                                next_state="stopped",
+                                status_msg="Instance preempted: outbid by a higher priority renter")
+        with instance.docker_lock:
+            self.docker.kill(instance.container)
+        return {"success": True, "instance": self._view(instance)}
+
+    # ---- instance views -----------------------------------------------------------------------------------
+
+    def _view(self, instance):
+        row = dict(instance.record)
+        now = time.time()
+        row["duration"] = round(row["end_date"] - now, 1)  # the API's duration counts down to the listing end
+        row["client_run_time"] = round(now - row["start_date"], 1)
+        if instance.running_since is not None:
+            row["uptime_mins"] = round((now - instance.running_since) / 60.0, 2)
+        return row
+
+    def show_instance(self, instance_id):
+        with self.lock:
+            instance = self.instances.get(instance_id)
+            if instance is None or instance.destroyed:
+                return {"instances": None}
+            return {"instances": self._view(instance)}
+
+    def list_instances(self, params):
+        """GET /api/v1/instances/ with select_filters, order_by, select_cols, limit and after_token."""
+        filters = _json_param(params, "select_filters", {})
+        order_by = _json_param(params, "order_by", [{"col": "id", "dir": "asc"}])
+        select_cols = _json_param(params, "select_cols", ["*"])
+        limit = _page_size(params.get("limit"))
+        offset = _decode_token(params.get("after_token"))
+        if not isinstance(filters, dict):
+            raise _query_error("select_filters must be an object")
+        for column in filters:
+            if column not in FILTERABLE_COLUMNS:
+                raise _query_error("%s is not a valid search key" % column)
+        with self.lock:
+            rows = [self._view(instance) for instance in self.instances.values() if not instance.destroyed]
+        rows = [row for row in rows if all(_row_matches(row, column, spec) for column, spec in filters.items())]
+        _order_rows(rows, order_by)
+        page = rows[offset:offset + limit]
+        label_counts = {}
+        for row in rows:
+            label_counts[row["label"] or ""] = label_counts.get(row["label"] or "", 0) + 1
+        more = offset + limit < len(rows)
+        return {"success": True, "instances_found": len(page), "total_instances": len(rows),
+                "label_counts": label_counts, "next_token": _encode_token(offset + limit) if more else None,
+                "instances": [_select(row, select_cols) for row in page]}
+
+    # ---- SSH keys -----------------------------------------------------------------------------------------
+
+    def list_ssh_keys(self):
+        with self.lock:
+            if not self.ssh_keys:
+                raise envelope(404, "not_found", "No SSH keys found for the user.")
+            return [dict(key) for key in self.ssh_keys]
+
+    def add_ssh_key(self, body):
+        text = _public_key(body)
+        with self.lock:
+            key = {"id": self.next_key_id, "user_id": self.user_id, "key": text,
+                   "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "deleted_at": None}
+            self.next_key_id += 1
+            self.ssh_keys.append(key)
+        return {"success": True, "key": {"id": key["id"], "user_id": key["user_id"], "public_key": text,
+                                         "created_at": key["created_at"], "deleted_at": None}}
+
+    def update_ssh_key(self, key_id, body):
+        text = _public_key(body)
+        with self.lock:
+            self._find_key(key_id)["key"] = text
+        return {"success": True}
+
+    def delete_ssh_key(self, key_id):
+        with self.lock:
+            self.ssh_keys.remove(self._find_key(key_id))
+        return {"success": True}
+
+    def _find_key(self, key_id):
+        for key in self.ssh_keys:
+            if key["id"] == key_id:
+                return key
+        raise envelope(400, "no_ssh_key", "No such ssh key")
+
+    def attach_ssh_key(self, instance_id, body):
+        text = _public_key(body)
+        with self.lock:
+            instance = self._get_live(instance_id)
+            if text not in instance.attached_keys:
+                instance.attached_keys.append(text)
+            running = instance.record["actual_status"] == "running"
+        if running:
+            with instance.docker_lock:
+                self.docker.append_authorized_keys(instance.container, [text])
+        return {"success": True, "msg": "SSH key attached successfully"}
+
+    # ---- user, ledger, faults, control --------------------------------------------------------------------
+
+    def ledger(self):
+        with self.lock:
+            now = time.time()
+            rows = {}
+            for instance in self.instances.values():
+                seconds = instance.running_seconds
+                if instance.running_since is not None:
+                    seconds += now - instance.running_since
+                rows[str(instance.id)] = {"dph_total": instance.record["dph_total"],
+                                          "running_seconds": round(seconds, 3),
+                                          "cost": round(instance.record["dph_total"] * seconds / 3600.0, 7),
+                                          "destroyed": instance.destroyed}
+            return {"currency": "USD", "instances": rows,
+                    "total": round(sum(row["cost"] for row in rows.values()), 7)}
+
+    def current_user(self):
+        spent = self.ledger()["total"]
+        with self.lock:
+            first_key = self.ssh_keys[0]["key"] if self.ssh_keys else None
+        return {"id": self.user_id, "key_id": 990011, "username": "voltx-emulator", "fullname": "Voltx Emulator",
+                "email": "emulator@voltx.invalid", "email_verified": True, "credit": round(INITIAL_CREDIT - spent, 7),
+                "balance": round(-spent, 7), "balance_threshold": 0.0, "balance_threshold_enabled": False,
+                "billed_expected": 0.0, "billed_verified": 0.0, "billing_creditonly": True, "can_pay": True,
+                "has_billing": True, "has_payout": False, "got_signup_credit": True, "last4": None,
+                "paid_expected": 0.0, "paid_verified": 0.0, "password_resettable": True, "paypal_email": None,
+                "ssh_key": first_key, "user": "voltx-emulator", "sid": None, "host_agreement_accepted": False}
+
+    def set_faults(self, body):
+        if not isinstance(body, dict):
+            raise envelope(400, "invalid_args", "faults must be a JSON object")
+        with self.lock:
+            for name in ("rate_limit", "server_error", "stuck_loading"):
+                if name in body:
+                    self.faults[name] = int(body[name])
+            if "boot_delay" in body:
+                self.faults["boot_delay"] = float(body["boot_delay"])
+            if "overprice" in body:
+                spec = body["overprice"]
+                self.faults["overprice"] = {"count": int(spec.get("count", 1)), "factor": float(spec["factor"])}
+            if "offer_taken" in body:
+                self._set_offer_taken(body["offer_taken"])
+            return self.faults_view()
+
+    def _set_offer_taken(self, spec):
+        if isinstance(spec, list):
+            for offer_id in spec:
+                offer = self.offers.get(int(offer_id))
+                if offer is not None:
+                    offer["rented"] = True
+            self.faults["offer_taken"] = sorted(set(self.faults["offer_taken"]) | {int(i) for i in spec})
+        else:
+            self.faults["offer_taken_count"] = int(spec)
+
+    def faults_view(self):
+        with self.lock:
+            return {name: (dict(value) if isinstance(value, dict) else value) for name, value in self.faults.items()}
+
+    def consume_fault(self, name):
+        """True when a counting fault (rate_limit, server_error) fires for this request."""
+        with self.lock:
+            if self.faults[name] > 0:
+                self.faults[name] -= 1
+                return True
+            return False
+
+    def log_request(self, method, path, status):
+        with self.lock:
+            self.requests.append({"time": round(time.time(), 3), "method": method, "path": path, "status": status})
+
+    def state(self):
+        with self.lock:
+            instances = [dict(self._view(instance), destroyed=instance.destroyed, container=instance.container)
+                         for instance in self.instances.values()]
+            requests = list(self.requests)
+        return {"instances": instances, "ledger": self.ledger(), "requests": requests, "faults": self.faults_view()}
+
+    def reset(self):
+        self.shutdown()
+        with self.lock:
+            self._clear()
+        return {"success": True}
+
+    def shutdown(self):
+        """Destroys every instance and sweeps any container left with this emulator's label."""
+        with self.lock:
+            live = [instance for instance in self.instances.values() if not instance.destroyed]
+            for instance in live:
+                self._destroy_locked(instance)
+        for instance in live:
+            with instance.docker_lock:  # waits for a boot thread's docker create/start still in flight
+                self.docker.remove(instance.container)
+        self.docker.sweep()
+
+
+# ---- request validation and list helpers ----------------------------------------------------------------------
+
+def _validate_create(offer_id, body):
+    if not isinstance(body, dict):
+        raise invalid_args("body must be a JSON object", ask_id=offer_id)
+    image = body.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise invalid_args("image is required", ask_id=offer_id)
+    disk = body.get("disk", 10)
+    if isinstance(disk, bool) or not isinstance(disk, (int, float)) or disk < 8:
+        raise invalid_args("disk must be a number of GB, at least 8", ask_id=offer_id)
+    env = body.get("env") or {}
+    if not isinstance(env, dict):
+        raise invalid_args("env must be an object of variable names to values", ask_id=offer_id)
+    price = body.get("price")
+    if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float))
+                              or not 0.001 <= price <= 128):
+        raise envelope(400, "invalid_price", "error 400/3467: Invalid args: price must be between 0.001 and 128",
+                       ask_id=offer_id)
+    label = body.get("label")
+    if label is not None and (not isinstance(label, str) or len(label) > 1024):
+        raise invalid_args("label must be a string of at most 1024 characters", ask_id=offer_id)
+    onstart = body.get("onstart")
+    if onstart is not None and (not isinstance(onstart, str) or len(onstart) > 4048):
+        raise invalid_args("onstart must be a string of at most 4048 characters", ask_id=offer_id)
+    runtype = body.get("runtype") or "ssh"
+    if not isinstance(runtype, str):
+        raise invalid_args("runtype must be a string", ask_id=offer_id)
+    return {"image": image, "disk": disk, "env": env, "price": price, "label": label, "onstart": onstart,
+            "runtype": runtype}
+
+
+def _plain_env(pairs):
+    """Only NAME=value entries become container variables; docker flags such as '-p 8080:8080' are just kept."""
+    for key, value in pairs:
+        if key and key[0] not in "0123456789" and set(key) <= ENV_NAME_CHARS:
+            yield key, value
+
+
+def _public_key(body):
+    text = body.get("ssh_key") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise envelope(400, "no_ssh_key", "No ssh key provided")
+    text = text.strip()
+    fields = text.split()
+    if len(fields) < 2 or "PRIVATE KEY" in text or not fields[0].startswith(("ssh-", "ecdsa-", "sk-")):
+        raise envelope(400, "no_ssh_key", "Invalid ssh key: expected an OpenSSH public key line")
+    return text
+
+
+def _query_error(detail):
+    return envelope(400, "invalid_request", "Error in query parameters: " + detail)
+
+
+def _json_param(params, name, default):
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise _query_error("%s is not valid JSON" % name)
+
+
+def _page_size(raw):
+    if raw is None or raw == "":
+        return PAGE_SIZE
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise _query_error("limit must be an integer")
+    return 5 if limit <= 0 else min(limit, PAGE_SIZE)
+
+
+def _encode_token(offset):
+    return base64.urlsafe_b64encode(json.dumps({"v": 1, "offset": offset}).encode()).decode()
+
+
+def _decode_token(token):
+    if not token:
+        return 0
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()).decode())
+        offset = data["offset"]
+        if data.get("v") != 1 or not isinstance(offset, int) or offset < 0:
+            raise ValueError(token)
+        return offset
+    except (ValueError, KeyError, TypeError, UnicodeError):
+        raise envelope(400, "invalid_token", "Invalid after_token")
+
+
+def _row_matches(row, column, spec):
+    if not isinstance(spec, dict):
+        spec = {"eq": spec}
+    actual = row.get(column)
+    for op, wanted in spec.items():
+        if op not in ("eq", "neq", "gt", "gte", "lt", "lte", "in", "notin"):
+            raise _query_error("%s is not a valid operator" % op)
+        if not offer_search.compare(actual, op, wanted, column):
+            return False
+    return True
+
+
+def _order_rows(rows, order_by):
+    if not isinstance(order_by, list):
+        raise _query_error("order_by must be a list")
+    keys = []
+    for entry in order_by:
+        if not isinstance(entry, dict) or "col" not in entry:
+            raise _query_error("order_by entries need a col")
+        if entry["col"] not in FILTERABLE_COLUMNS:
+            raise _query_error("%s is not a valid order column" % entry["col"])
+        keys.append([entry["col"], "desc" if str(entry.get("dir", "asc")).lower() == "desc" else "asc"])
+    keys.append(["id", "asc"])  # the server always breaks ties on id
+    offer_search.sort_rows(rows, keys)
+
+
+def _select(row, select_cols):
+    if not isinstance(select_cols, list) or "*" in select_cols:
+        return row
+    return dict({column: row.get(column) for column in select_cols}, id=row["id"])

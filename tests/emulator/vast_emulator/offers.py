@@ -1,0 +1,175 @@
+"""Offers: the catalog and the /bundles/ query language, applied the way the Vast server applies it."""
+
+import json
+import os
+import time
+
+DEFAULT_CATALOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalog.json")
+
+# Keys of a search body that steer the search instead of filtering on a column.
+CONTROL_KEYS = {"order", "type", "limit", "allocated_storage", "disable_bundling", "select_cols"}
+# Column names the CLI or the server treat as another column.
+ALIASES = {
+    "cuda_vers": "cuda_max_good",
+    "dph": "dph_total",
+    "dlperf_usd": "dlperf_per_dphtotal",
+    "flops_usd": "flops_per_dphtotal",
+    "display_active": "gpu_display_active",
+    "reliability2": "reliability",
+}
+DEFAULT_ALLOCATED_STORAGE = 5.0
+# One client saw at most 64 offers per search whatever the limit; the emulator keeps that cap.
+MAX_OFFERS = 64
+HOURS_PER_MONTH = 30 * 24
+
+
+class QueryError(ValueError):
+    """A search body the server would refuse."""
+
+
+def load_catalog(path=None):
+    """Offers from the catalog file; end_date is re-anchored to now so listings never look expired."""
+    with open(path or DEFAULT_CATALOG) as handle:
+        offers = json.load(handle)["offers"]
+    now = time.time()
+    for offer in offers:
+        offer["end_date"] = round(now + offer["duration"], 1)
+        offer["start_date"] = round(now - 30 * 86400, 1)
+    return offers
+
+
+def driver_version_number(value):
+    """'570.124.04' -> 570124004, the integer form the CLI sends and the server compares."""
+    if isinstance(value, str) and "." in value:
+        parts = (value.split(".") + ["0", "0"])[:3]
+        return int(parts[0]) * 1000000 + int(parts[1]) * 1000 + int(parts[2])
+    return _number(value)
+
+
+def priced(offer, allocated_storage, bid):
+    """A copy of the offer with the per-search price columns filled in."""
+    gpu_hour = offer["min_bid"] if bid else offer["dph_base"]
+    disk_hour = offer["storage_cost"] * allocated_storage / HOURS_PER_MONTH
+    total = gpu_hour + disk_hour
+    view = dict(offer)
+    view.update(
+        dph_total=round(total, 7),
+        storage_total_cost=round(disk_hour, 7),
+        dlperf_per_dphtotal=round(offer["dlperf"] / total, 2),
+        flops_per_dphtotal=round(offer["total_flops"] / total, 2),
+        is_bid=bid,
+        duration=round(offer["end_date"] - time.time(), 1),
+    )
+    breakdown = {"gpuCostPerHour": gpu_hour, "diskHour": round(disk_hour, 7), "totalHour": round(total, 7),
+                 "discountTotalHour": 0, "discountedTotalPerHour": round(total, 7)}
+    view["search"] = dict(breakdown)
+    view["instance"] = dict(breakdown)
+    return view
+
+
+def search(offers, query):
+    """Apply a /bundles/ query (already decoded from JSON) to the catalog; returns the matching offers in order."""
+    if not isinstance(query, dict):
+        raise QueryError("query must be a JSON object")
+    search_type = query.get("type", "on-demand")
+    if search_type not in ("on-demand", "ondemand", "bid", "reserved"):
+        raise QueryError("invalid type %r" % (search_type,))
+    allocated = _number(query.get("allocated_storage", DEFAULT_ALLOCATED_STORAGE))
+    if allocated is None:
+        raise QueryError("allocated_storage must be a number")
+    views = [priced(offer, allocated, search_type == "bid") for offer in offers
+             if offer["rentable"] and not offer["rented"]]
+    filters = [(name, spec) for name, spec in query.items() if name not in CONTROL_KEYS]
+    matches = [view for view in views if all(_matches(view, name, spec) for name, spec in filters)]
+    sort_rows(matches, query.get("order") or [["score", "desc"]])
+    limit = _number(query.get("limit"))
+    return matches[:min(int(limit), MAX_OFFERS) if limit is not None else MAX_OFFERS]
+
+
+def _matches(offer, name, spec):
+    column, value_of = _column(name)
+    if column not in offer:
+        return True  # the server ignores columns it does not know; the CLI only warns about them
+    if not isinstance(spec, dict):
+        spec = {"eq": spec}
+    actual = value_of(offer)
+    for op, wanted in spec.items():
+        if not compare(actual, op, wanted, name):
+            return False
+    return True
+
+
+def _column(name):
+    """(column that must exist in the offer, function giving the value the filter compares)."""
+    name = ALIASES.get(name, name)
+    if name == "verified":
+        return "verification", lambda offer: offer["verification"] == "verified"
+    if name == "datacenter":
+        return "hosting_type", lambda offer: offer["hosting_type"] == 1
+    if name == "geolocation":
+        return "geolocation", lambda offer: (offer["geolocation"] or "")[-2:]
+    if name == "driver_version":
+        return "driver_vers", lambda offer: offer["driver_vers"]
+    if name == "duration":
+        return "end_date", lambda offer: offer["end_date"] - time.time()
+    return name, lambda offer: offer[name]
+
+
+def compare(actual, op, wanted, name):
+    if op in ("in", "notin"):
+        items = wanted if isinstance(wanted, list) else [wanted]
+        found = any(actual == _coerce(item, actual, name) for item in items)
+        return found if op == "in" else not found
+    wanted = _coerce(wanted, actual, name)
+    if op == "eq":
+        return actual == wanted
+    if op == "neq":
+        return actual != wanted
+    if actual is None or wanted is None or type(actual) is bool:
+        return False
+    try:
+        return {"gt": actual > wanted, "gte": actual >= wanted, "lt": actual < wanted, "lte": actual <= wanted}[op]
+    except KeyError:
+        raise QueryError("invalid operator %r on %s" % (op, name))
+    except TypeError:
+        return False
+
+
+def _coerce(wanted, actual, name):
+    """The CLI sends numbers as strings: compare them as the column's type."""
+    if ALIASES.get(name, name) == "driver_version":
+        return driver_version_number(wanted)
+    if isinstance(actual, bool):
+        if isinstance(wanted, str):
+            return wanted.lower() == "true"
+        return bool(wanted) if wanted is not None else None
+    if isinstance(actual, (int, float)):
+        number = _number(wanted)
+        return wanted if number is None else number
+    if isinstance(actual, str) and isinstance(wanted, str) and name == "gpu_name":
+        return wanted.replace("_", " ")
+    return wanted
+
+
+def _number(value):
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def sort_rows(offers, order):
+    if not isinstance(order, list):
+        raise QueryError("order must be a list of [column, direction]")
+    # Stable sorts applied from the last key to the first give a multi-key order; missing values go last.
+    for entry in reversed(order):
+        if not isinstance(entry, (list, tuple)) or not entry:
+            raise QueryError("order must be a list of [column, direction]")
+        column = ALIASES.get(entry[0], entry[0])
+        descending = len(entry) > 1 and str(entry[1]).lower() == "desc"
+        present = [offer for offer in offers if offer.get(column) is not None]
+        missing = [offer for offer in offers if offer.get(column) is None]
+        present.sort(key=lambda offer: offer[column], reverse=descending)
+        offers[:] = present + missing
