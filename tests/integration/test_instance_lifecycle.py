@@ -14,7 +14,7 @@ DISK_GB = 250
 GUIDE_FILTERS = {
     "gpu_name": "RTX 5090",
     "num_gpus": 1,
-    "min_cpu_cores": 128,
+    "min_host_cpu_cores": 128,
     "min_ram_gb": 64,
     "min_disk_gb": 250,
     "min_cuda": 12.8,
@@ -35,7 +35,7 @@ def guide_matches():
 
     matching = [
         o for o in offers
-        if o["gpu_name"] == "RTX 5090" and o["num_gpus"] == 1 and o["cpu_cores_effective"] >= 128
+        if o["gpu_name"] == "RTX 5090" and o["num_gpus"] == 1 and o["cpu_cores"] >= 128
         and o["cpu_ram"] >= 64000 and o["disk_space"] >= 250 and o["cuda_max_good"] >= 12.8
         and price(o) <= 0.20 and o["reliability"] >= 0.95 and o.get("verification") == "verified"
         and o.get("rentable", True) and not o.get("rented", False) and not o.get("external", False)
@@ -68,7 +68,7 @@ def test_guide_filters_rent_the_cheapest_matching_offer_and_ssh_answers(ansible,
     assert len(expected) >= 2, "the catalog must hold several offers that match the guide"
 
     runner, results = ansible.playbook([
-        {"name": "Find", "voltx.vastai.offer_info": dict(GUIDE_FILTERS, disk_gb=DISK_GB)},
+        {"name": "Find", "voltx.vastai.offer_info": GUIDE_FILTERS},
         rent_task(ssh_public_key=public_key),
     ])
     assert runner.status == "successful", runner.stdout.read()

@@ -1,0 +1,272 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, voltx engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Pure helpers for instances and SSH keys: endpoint selection, progress classification,
+offer choice, create body, public-key parsing. No Ansible and no HTTP here."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+import socket
+
+SSH_USER = "root"
+RUNTYPES = {
+    "ssh_direct": "ssh_direc ssh_proxy",
+    "ssh_proxy": "ssh_proxy",
+    "ssh": "ssh",
+}
+ONSTART_MAX = 4048
+LABEL_MAX = 1024
+DISK_MIN_GB = 8.0
+# actual_status values that mean "this fresh instance will never come up".
+FAILED_STATUSES = frozenset(["exited", "offline"])
+PENDING_STATUSES = frozenset([None, "", "created", "loading", "scheduling", "rebooting", "restarting", "unknown"])
+KEY_PREFIXES = ("ssh-", "ecdsa-", "sk-")
+
+# Outcomes recorded in the instance module's ``attempts`` list.
+OUTCOME_RENTED = "rented"
+OUTCOME_OFFER_GONE = "offer_gone"
+OUTCOME_STUCK = "stuck_loading_destroyed"
+OUTCOME_OVER_PRICE = "over_price_destroyed"
+OUTCOME_FAILED = "failed_destroyed"
+OUTCOME_VANISHED = "vanished"
+OUTCOME_TIMEOUT = "wait_timeout_destroyed"
+OUTCOME_RATE_LIMITED = "rate_limited"
+OUTCOME_CREATE_UNCERTAIN = "create_failed_not_found"
+OUTCOME_WOULD_RENT = "would_rent"
+
+
+def _int(value):
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def ssh_endpoint(inst):
+    """(host, port, kind) for SSH: ports["22/tcp"] HostPort with public_ipaddr (direct), else
+    ssh_host/ssh_port (proxy). (None, None, None) when neither is known yet."""
+    if not isinstance(inst, dict):
+        return None, None, None
+    ports = inst.get("ports")
+    ip = inst.get("public_ipaddr")
+    ip = ip.strip() if isinstance(ip, str) else None
+    if isinstance(ports, dict) and ip:
+        mappings = ports.get("22/tcp")
+        if isinstance(mappings, list):
+            for mapping in mappings:
+                if not isinstance(mapping, dict):
+                    continue
+                port = _int(mapping.get("HostPort"))
+                if port and 0 < port < 65536:
+                    return ip, port, "direct"
+    host = inst.get("ssh_host")
+    host = host.strip() if isinstance(host, str) else None
+    port = _int(inst.get("ssh_port"))
+    if host and port and 0 < port < 65536:
+        runtype = inst.get("image_runtype") or ""
+        if "jupyter" in str(runtype) and "22/tcp" not in (ports or {}):
+            port += 1  # the CLI's ssh-url rule for jupyter proxy runtypes
+        return host, port, "proxy"
+    return None, None, None
+
+
+def instance_status(inst):
+    if not isinstance(inst, dict):
+        return None
+    status = inst.get("actual_status")
+    return status.strip().lower() if isinstance(status, str) else status
+
+
+def summarize_instance(inst):
+    """The ``instance`` dict the modules return."""
+    if not isinstance(inst, dict):
+        return None
+    host, port, kind = ssh_endpoint(inst)
+    return {
+        "id": _int(inst.get("id")),
+        "label": inst.get("label"),
+        "status": instance_status(inst),
+        "intended_status": inst.get("intended_status"),
+        "status_msg": inst.get("status_msg"),
+        "ssh_host": host,
+        "ssh_port": port,
+        "ssh_kind": kind,
+        "ssh_user": SSH_USER,
+        "public_ipaddr": inst.get("public_ipaddr"),
+        "dph_total": _float(inst.get("dph_total")),
+        "gpu_name": inst.get("gpu_name"),
+        "num_gpus": _int(inst.get("num_gpus")),
+        "machine_id": _int(inst.get("machine_id")),
+        "start_date": inst.get("start_date"),
+        "image": inst.get("image_uuid"),
+        "disk_gb": _float(inst.get("disk_space")),
+        "is_bid": inst.get("is_bid"),
+    }
+
+
+def over_price(inst, max_dph):
+    """True when the instance's contract price is known and above ``max_dph``."""
+    if max_dph is None or not isinstance(inst, dict):
+        return False
+    price = _float(inst.get("dph_total"))
+    return price is not None and price > float(max_dph) + 1e-9
+
+
+def classify_progress(inst, now, attempt_started, loading_timeout, deadline, ssh_ok=False, max_dph=None):
+    """What to do with a freshly rented instance at time ``now``.
+
+    Returns one of: "ready" (running and SSH answers), "vanished", "over_price", "failed",
+    "stuck" (per-attempt loading_timeout passed), "timeout" (total wait_timeout passed),
+    "pending" (poll again).
+    """
+    if inst is None:
+        return "vanished"
+    if over_price(inst, max_dph):
+        return "over_price"
+    status = instance_status(inst)
+    if status == "running" and ssh_ok:
+        return "ready"
+    if status in FAILED_STATUSES:
+        return "failed"
+    if deadline is not None and now >= deadline:
+        return "timeout"
+    if loading_timeout is not None and now - attempt_started >= loading_timeout:
+        return "stuck"
+    return "pending"
+
+
+def choose_next_offer(ranked, tried):
+    """First offer in ``ranked`` whose id is not in ``tried``; None when exhausted."""
+    for offer in ranked:
+        oid = _int(offer.get("id")) if isinstance(offer, dict) else None
+        if oid is not None and oid not in tried:
+            return offer
+    return None
+
+
+def outcome_for(progress):
+    return {
+        "ready": OUTCOME_RENTED,
+        "vanished": OUTCOME_VANISHED,
+        "over_price": OUTCOME_OVER_PRICE,
+        "failed": OUTCOME_FAILED,
+        "stuck": OUTCOME_STUCK,
+        "timeout": OUTCOME_TIMEOUT,
+    }.get(progress)
+
+
+def build_create_body(image, disk_gb, label, runtype="ssh_direct", onstart=None, env=None, bid_price=None,
+                      cancel_unavail=True):
+    """The ``PUT /asks/{id}/`` body, shaped like the CLI's."""
+    return {
+        "client_id": "me",
+        "image": image,
+        "env": dict((str(k), "" if v is None else str(v)) for k, v in (env or {}).items()),
+        "price": float(bid_price) if bid_price is not None else None,
+        "disk": float(disk_gb),
+        "label": label,
+        "extra": None,
+        "onstart": onstart,
+        "image_login": None,
+        "python_utf8": False,
+        "lang_utf8": False,
+        "use_jupyter_lab": False,
+        "jupyter_dir": None,
+        "force": False,
+        "cancel_unavail": bool(cancel_unavail),
+        "template_hash_id": None,
+        "user": None,
+        "runtype": RUNTYPES.get(runtype, runtype),
+    }
+
+
+def probe_ssh(host, port, timeout=5.0, connect=socket.create_connection):
+    """True when ``host:port`` accepts TCP and sends an ``SSH-`` banner within ``timeout``."""
+    if not host or not port:
+        return False
+    try:
+        sock = connect((host, int(port)), timeout)
+    except (OSError, ValueError):
+        return False
+    try:
+        sock.settimeout(timeout)
+        data = b""
+        while len(data) < 256 and b"\n" not in data:
+            chunk = sock.recv(256)
+            if not chunk:
+                break
+            data += chunk
+        return data.startswith(b"SSH-")
+    except (OSError, ValueError):
+        return False
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------------------------
+# Public keys
+# --------------------------------------------------------------------------------------------
+
+def parse_public_key(text):
+    """(type, base64 body, comment) of an OpenSSH public key line; ValueError when it is not one."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("must be a public key line such as 'ssh-ed25519 AAAA... comment', got an empty value")
+    line = text.strip()
+    if "PRIVATE KEY" in line:
+        raise ValueError("looks like a PRIVATE key; pass the public key (the .pub file content)")
+    lines = [ln for ln in line.splitlines() if ln.strip()]
+    if len(lines) != 1:
+        raise ValueError("must be exactly one public key line, got %d lines" % len(lines))
+    parts = line.split(None, 2)
+    if not parts[0].startswith(KEY_PREFIXES):
+        raise ValueError("must start with ssh-, ecdsa- or sk- (e.g. 'ssh-ed25519 AAAA...'), got %r" % parts[0][:20])
+    if len(parts) < 2:
+        raise ValueError("has a key type but no base64 key body")
+    body = parts[1]
+    if not re.match(r"^[A-Za-z0-9+/]+={0,3}$", body):
+        raise ValueError("key body is not base64")
+    try:
+        base64.b64decode(body.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("key body is not valid base64")
+    comment = parts[2].strip() if len(parts) > 2 else ""
+    return parts[0], body, comment
+
+
+def key_identity(text):
+    """``type body`` (comment dropped) or None when ``text`` is not a parsable key."""
+    try:
+        ktype, body, _comment = parse_public_key(text)
+    except ValueError:
+        return None
+    return "%s %s" % (ktype, body)
+
+
+def find_account_key(keys, public_key):
+    """The account key whose type+body equals ``public_key``'s, or None."""
+    wanted = key_identity(public_key)
+    if wanted is None:
+        return None
+    for key in keys or []:
+        if not isinstance(key, dict):
+            continue
+        text = key.get("key") or key.get("public_key") or key.get("ssh_key")
+        if key_identity(text) == wanted:
+            return key
+    return None
