@@ -1,43 +1,12 @@
 """Fixtures for the voltx.vastai.vastai inventory plugin tests.
 
-The plugin is loaded the way ``ansible-inventory`` loads it: through the plugin loader and the collection finder,
-so its options come from its DOCUMENTATION (with the ``constructed`` and ``inventory_cache`` fragments).
+The plugin is loaded the way ``ansible-inventory`` loads it: through the plugin loader and the collection finder
+(installed by tests/conftest.py), so its options come from its DOCUMENTATION.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
-
-from ansible.utils.collection_loader import AnsibleCollectionConfig
-from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-BUILD = os.path.abspath(os.path.join(HERE, "..", "..", "..", "..", ".build"))
-
-
-def _install_collection_finder():
-    """Install Ansible's collection finder (as ansible-test units and ansible-inventory do) unless one is installed.
-
-    It must run before this directory's test modules import ``ansible_collections``: the plugin loader only finds a
-    collection whose package the finder created (it carries the collection's meta/runtime.yml).
-    """
-    if AnsibleCollectionConfig.collection_finder is not None:
-        return
-    _AnsibleCollectionFinder(paths=[BUILD])._install()
-    # Another test directory may already have imported the collection as a plain namespace package; let the finder
-    # recreate the package modules (submodules already imported stay as they are).
-    for name in ("ansible_collections.voltx.vastai", "ansible_collections.voltx", "ansible_collections"):
-        module = sys.modules.get(name)
-        if module is not None and not hasattr(module, "_collection_meta") and name.count(".") == 2:
-            sys.modules.pop(name)
-            sys.modules.pop("ansible_collections.voltx", None)
-            sys.modules.pop("ansible_collections", None)
-
-
-_install_collection_finder()
 
 
 @pytest.fixture(autouse=True)
