@@ -255,11 +255,13 @@ def test_rate_limit_and_server_error_faults(emulator, api):
 
 def test_offer_taken_faults(emulator, api):
     emulator.set_faults(offer_taken=[H100])
-    assert H100 not in [offer["id"] for offer in api.ok("POST", "/api/v0/bundles/", json={})["offers"]]
+    # Still listed: the race is lost at rent time, after the search.
+    assert H100 in [offer["id"] for offer in api.ok("POST", "/api/v0/bundles/", json={})["offers"]]
     taken = api.call("PUT", "/api/v0/asks/%d/" % H100, json={"image": "x", "disk": 10})
     assert (taken.status_code, taken.json()) == (404, {
         "success": False, "error": "invalid_args", "ask_id": H100,
         "msg": "error 404/3603: no_such_ask Instance type by id %d is not available." % H100})
+    assert H100 not in [offer["id"] for offer in api.ok("POST", "/api/v0/bundles/", json={})["offers"]]
     emulator.set_faults(offer_taken=1)
     raced = api.call("PUT", "/api/v0/asks/%d/" % A100, json={"image": "x", "disk": 10})
     assert raced.status_code == 404 and "no_such_ask" in raced.json()["msg"]

@@ -12,6 +12,8 @@ from vast_emulator.testing import running_emulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.dirname(sys.executable)
+# ansible-runner looks its executables up on this process's PATH.
+os.environ["PATH"] = VENV_BIN + os.pathsep + os.environ.get("PATH", "")
 
 
 @pytest.fixture(scope="session")

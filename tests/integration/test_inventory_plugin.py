@@ -5,6 +5,11 @@ import textwrap
 from test_instance_lifecycle import LABEL, rent_task
 
 
+def plain(value):
+    """ansible-inventory --list writes untrusted (API) strings as {"__ansible_unsafe": ...}."""
+    return value["__ansible_unsafe"] if isinstance(value, dict) and "__ansible_unsafe" in value else value
+
+
 def write_inventory(tmp_path, body=""):
     path = tmp_path / "test.vastai.yml"
     path.write_text("plugin: voltx.vastai.vastai\n" + textwrap.dedent(body))
@@ -26,10 +31,12 @@ def test_rented_instance_is_a_host_that_answers_ping(ansible, emulator, tmp_path
     inventory, err = ansible.inventory(inventory_file)
     assert LABEL in inventory["_meta"]["hostvars"], err
     hostvars = inventory["_meta"]["hostvars"][LABEL]
-    assert (hostvars["ansible_host"], hostvars["ansible_port"]) == (rented["ssh_host"], rented["ssh_port"])
-    assert hostvars["ansible_user"] == "root"
+    # API data is never templated: the label and the SSH host come back marked unsafe.
+    assert hostvars["vastai_label"] == {"__ansible_unsafe": LABEL}
+    assert (plain(hostvars["ansible_host"]), hostvars["ansible_port"]) == (rented["ssh_host"], rented["ssh_port"])
+    assert plain(hostvars["ansible_user"]) == "root"
     assert hostvars["vastai_id"] == rented["id"]
-    assert hostvars["vastai_gpu_name"] == "RTX 5090"
+    assert plain(hostvars["vastai_gpu_name"]) == "RTX 5090"
     assert abs(hostvars["price_per_day"] - rented["dph_total"] * 24) < 1e-9
     assert LABEL in inventory["gpu_RTX_5090"]["hosts"]
 

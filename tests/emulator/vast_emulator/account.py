@@ -120,7 +120,13 @@ class Account:
         return {"success": True, "new_contract": instance.id, "instance_api_key": secrets.token_hex(32)}
 
     def _take_by_fault(self, offer):
-        """offer_taken: the listed offers, or the next N rents, lose the race to another renter."""
+        """offer_taken: the listed offers, or the next N rents, lose the race to another renter.
+
+        A listed offer stays in search results until someone tries to rent it: taken between search and rent.
+        """
+        if offer["id"] in self.faults["offer_taken"]:
+            self.faults["offer_taken"].remove(offer["id"])
+            return True
         if self.faults["offer_taken_count"] > 0:
             self.faults["offer_taken_count"] -= 1
             return True
@@ -468,10 +474,6 @@ class Account:
 
     def _set_offer_taken(self, spec):
         if isinstance(spec, list):
-            for offer_id in spec:
-                offer = self.offers.get(int(offer_id))
-                if offer is not None:
-                    offer["rented"] = True
             self.faults["offer_taken"] = sorted(set(self.faults["offer_taken"]) | {int(i) for i in spec})
         else:
             self.faults["offer_taken_count"] = int(spec)
