@@ -70,7 +70,7 @@ def ssh(port, key, command="true"):
     return subprocess.run(
         ["ssh", "-i", key, "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
          "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
-         "root@127.0.0.1", command], capture_output=True, text=True, timeout=60)
+         "root@127.0.0.1", command], capture_output=True, text=True, timeout=60, check=False)
 
 
 def keygen(folder, name):
@@ -150,7 +150,7 @@ def test_search_translates_fields_like_the_server(api):
     assert ids(no_such_column={"eq": "x"}) == everything  # unknown columns are ignored, like the real server
     assert ids(gpu_name={"in": ["H100 SXM", "A100 SXM4"]}, num_gpus={"eq": "1"}) == {H100, A100}
     # The disk part of the price: 250 GB pushes the $0.197 offer (storage $0.20/GB/month) over $0.20/h.
-    assert ids(**dict(GUIDE_QUERY, allocated_storage=250)) == set(GUIDE_MATCHES_BY_SCORE) - {24537135}
+    assert ids(**{**GUIDE_QUERY, "allocated_storage": 250}) == set(GUIDE_MATCHES_BY_SCORE) - {24537135}
     bid = api.ok("POST", "/api/v0/bundles/", json={"type": "bid", "id": {"eq": RTX_3090}})["offers"][0]
     assert bid["is_bid"] and bid["dph_total"] == pytest.approx(bid["min_bid"] + bid["storage_cost"] * 5 / 720)
 
@@ -218,18 +218,18 @@ def test_stuck_loading_and_v1_list_paging(emulator, api, rented):
     assert emulator.state()["faults"]["stuck_loading"] == 0
 
     mine = json.dumps({"id": {"in": [rented] + stuck}})
-    first = api.ok("GET", "/api/v1/instances/", params={"limit": 2, "select_filters": mine,
-                                                       "order_by": json.dumps([{"col": "id", "dir": "asc"}])})
+    first = api.ok("GET", "/api/v1/instances/", params={
+        "limit": 2, "select_filters": mine, "order_by": json.dumps([{"col": "id", "dir": "asc"}])})
     assert (first["instances_found"], first["total_instances"]) == (2, 3)
     assert first["label_counts"] == {"shared": 1, "stuck-a": 1, "": 1}
-    second = api.ok("GET", "/api/v1/instances/", params={"limit": 2, "select_filters": mine,
-                                                        "after_token": first["next_token"]})
+    second = api.ok("GET", "/api/v1/instances/", params={
+        "limit": 2, "select_filters": mine, "after_token": first["next_token"]})
     assert second["next_token"] is None
     assert [row["id"] for row in first["instances"] + second["instances"]] == sorted([rented] + stuck)
 
     unlabeled_filter = json.dumps({"label": {"in": [None]}, "id": {"in": stuck}})
-    unlabeled = api.ok("GET", "/api/v1/instances/", params={"select_filters": unlabeled_filter,
-                                                           "select_cols": json.dumps(["label"])})
+    unlabeled = api.ok("GET", "/api/v1/instances/", params={
+        "select_filters": unlabeled_filter, "select_cols": json.dumps(["label"])})
     assert unlabeled["instances"] == [{"label": None, "id": stuck[1]}]
     computed = api.call("GET", "/api/v1/instances/", params={"select_filters": json.dumps({"dph_total": {"lt": 1}})})
     assert (computed.status_code, computed.json()) == (400, {
@@ -245,7 +245,7 @@ def test_stuck_loading_and_v1_list_paging(emulator, api, rented):
 
 def test_rate_limit_and_server_error_faults(emulator, api):
     emulator.set_faults(rate_limit=2, server_error=1)
-    statuses = [api.call("GET", "/api/v0/users/current") for _ in range(4)]
+    statuses = [api.call("GET", "/api/v0/users/current") for _attempt in range(4)]
     assert [r.status_code for r in statuses] == [429, 429, 503, 200]
     assert statuses[0].json() == {"detail": "API requests too frequent endpoint threshold=4.5"}
     assert statuses[2].headers["Content-Type"] == "text/html" and b"<html>" in statuses[2].content

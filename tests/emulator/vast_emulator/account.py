@@ -206,7 +206,7 @@ class Account:
             self._wait_for_sshd(instance, generation, port)
 
     def _create_container(self, instance):
-        env = {key: value for key, value in _plain_env(instance.record["extra_env"])}
+        env = dict(_plain_env(instance.record["extra_env"]))
         env.update(VAST_CONTAINERLABEL="C.%d" % instance.id, CONTAINER_ID=str(instance.id),
                    PUBLIC_KEY="\n".join(instance.attached_keys))
         self.docker.create(instance.container, env)

@@ -125,7 +125,7 @@ def compare(actual, op, wanted, name):
         return actual == wanted
     if op == "neq":
         return actual != wanted
-    if actual is None or wanted is None or type(actual) is bool:
+    if actual is None or wanted is None or isinstance(actual, bool):
         return False
     try:
         return {"gt": actual > wanted, "gte": actual >= wanted, "lt": actual < wanted, "lte": actual <= wanted}[op]
