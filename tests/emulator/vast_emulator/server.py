@@ -128,7 +128,7 @@ class Handler(BaseHTTPRequestHandler):
     def _presented_key(self, params):
         header = self.headers.get("Authorization")
         if header is not None:
-            scheme, _, token = header.partition(" ")
+            scheme, _space, token = header.partition(" ")
             return token.strip() if scheme.lower() == "bearer" else ""
         return params.get("api_key")
 
