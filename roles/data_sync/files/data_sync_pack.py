@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """voltx.vastai.data_sync — the controller-side pre-flight: check the local files, pack the archives.
 
 Reads a JSON request (argument or file) with:
@@ -95,7 +94,7 @@ def check(req):
         if not shutil.which(tool):
             tools_missing.append(tool)
     return {"ok": not problems and not tools_missing, "problems": problems, "tools_missing": tools_missing,
-            "inputs": sum(len(m) for _, _, m in plan_archives(req))}
+            "inputs": sum(len(m) for _name, _path, m in plan_archives(req))}
 
 
 class HashingReader:
@@ -136,7 +135,7 @@ def pack_one(req, name, members, out_path, progress):
 
     t = threading.Thread(target=drain)
     t.start()
-    done, total = 0, sum(os.stat(os.path.expanduser(s)).st_size for _, _, s in members)
+    done, total = 0, sum(os.stat(os.path.expanduser(s)).st_size for _name, _arcname, s in members)
     entries = []
     try:
         with tarfile.open(fileobj=proc.stdin, mode="w|", format=tarfile.PAX_FORMAT) as tar:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """voltx.vastai.data_sync — show the transfers' progress.
 
 Waits up to --wait seconds, returning early once every progress file is in a final state

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """voltx.vastai.data_sync — the target-side helper (stdlib only, Python 3.7+).
 
 Copied to <state>/bin/ by the role and run over ssh by data_sync_transfer.py, or by Ansible.
@@ -182,7 +181,7 @@ def stop_stale(paths, archive):
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
-        for _ in range(50):
+        for _attempt in range(50):
             if not os.path.exists("/proc/%d" % pid):
                 break
             time.sleep(0.1)
@@ -414,7 +413,7 @@ def cmd_verify(a):
                 problems.append("%s is missing" % path)
             else:
                 if entry["size"] != m["size"]:
-                    problems.append("%s is %d bytes, expected %d" % (path, entry["size"], m["size"]))
+                    problems.append("%s is %s bytes, expected %s" % (path, entry["size"], m["size"]))
                 elif a.checksums:
                     jobs.append((entry, path, m["sha256"]))
             files.append(entry)
@@ -434,7 +433,7 @@ def cmd_verify(a):
                     with lock:
                         problems.append("%s: sha256 %s, expected %s" % (path, got, want))
 
-        ts = [threading.Thread(target=work) for _ in range(threads_n)]
+        ts = [threading.Thread(target=work) for _thread in range(threads_n)]
         for t in ts:
             t.start()
         for t in ts:

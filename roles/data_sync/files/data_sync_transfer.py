@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """voltx.vastai.data_sync — send one archive to the target and have it unpacked as it arrives.
 
 Runs on the controller (started by Ansible with async). Per attempt:
@@ -235,7 +234,7 @@ class Job:
             else:
                 last_error = "transfer interrupted (rc %d): %s" % (rc, msg)
             self.pause(attempt)
-        rc, probe, _ = self.run_remote("probe")
+        rc, probe, _stderr = self.run_remote("probe")
         kept = int(probe.get("part_size", 0)) if rc == 0 else 0
         return self.finish(False, "%s after %d attempt(s). %s of %s is kept in %s.part on the target; re-run the "
                            "role to resume (only the missing bytes are sent)." % (
