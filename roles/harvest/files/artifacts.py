@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""Artifact inventory, transfer bookkeeping and verification for voltx.vastai.harvest.
+
+On the instance (run by ansible.builtin.script, nothing left behind):
+  artifacts.py probe ROOT PATTERNS_JSON STATUS_JSON
+      JSON {"files": [...], "status": {...}}: every file under ROOT matching a pattern, with size, sha256 and a
+      structural check (.safetensors header/length, codebook header/length); plus the jobs' state, GPU use and disk.
+  artifacts.py prune-remote ROOT KEEP VERIFIED_JSON
+      Deletes epoch checkpoints beyond the newest KEEP per stage, only those the controller holds verified copies of.
+
+On the controller:
+  artifacts.py plan DEST < PROBE_JSON        which remote files to pull (missing locally or another sha256)
+  artifacts.py settle DEST < {"plan", "probe", "finals", "keep"}
+      accepts pulled temporaries whose sha256 and structure match (renamed into place), rejects the others, applies
+      the local retention, checks every expected final artifact against the instance, rewrites manifest.json.
+
+Standard library only. Files are compared by sha256; a download is renamed into place only when it matches.
+"""
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+DTYPE_SIZES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+    "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8,
+}
+MAX_HEADER = 100 * 1024 * 1024
+CODEBOOK_MAGIC = b"VXCB"
+
+
+class Invalid(Exception):
+    pass
+
+
+def check_safetensors(path):
+    size = os.path.getsize(path)
+    if size < 8:
+        raise Invalid("%d bytes, shorter than the 8-byte header length (truncated)" % size)
+    with open(path, "rb") as f:
+        (hlen,) = struct.unpack("<Q", f.read(8))
+        if hlen == 0 or hlen > MAX_HEADER or 8 + hlen > size:
+            raise Invalid("header length %d does not fit in a %d-byte file (truncated or corrupt)" % (hlen, size))
+        raw = f.read(hlen)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise Invalid("header is not valid JSON (%s)" % exc)
+    if not isinstance(header, dict):
+        raise Invalid("header is not a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict):
+        raise Invalid("__metadata__ is not an object")
+    spans = []
+    for name, t in header.items():
+        if not isinstance(t, dict) or t.get("dtype") not in DTYPE_SIZES:
+            raise Invalid("tensor %r has no known dtype" % name)
+        shape, offs = t.get("shape"), t.get("data_offsets")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise Invalid("tensor %r has a bad shape" % name)
+        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) for o in offs)
+                and 0 <= offs[0] <= offs[1]):
+            raise Invalid("tensor %r has bad data_offsets" % name)
+        n = DTYPE_SIZES[t["dtype"]]
+        for d in shape:
+            n *= d
+        if n != offs[1] - offs[0]:
+            raise Invalid("tensor %r: shape needs %d bytes, data_offsets span %d" % (name, n, offs[1] - offs[0]))
+        spans.append(offs)
+    spans.sort()
+    end = 0
+    for b, e in spans:
+        if b != end:
+            raise Invalid("tensor data is not contiguous at byte %d" % b)
+        end = e
+    data = size - 8 - hlen
+    if data != end:
+        raise Invalid("tensors need %d data bytes, the file has %d (%s)"
+                      % (end, data, "truncated" if data < end else "trailing bytes"))
+    return {"kind": "safetensors", "size": size, "tensors": len(spans), "metadata": meta}
+
+
+def check_codebook(path):
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if len(head) < 12 or head[:4] != CODEBOOK_MAGIC:
+        raise Invalid("no VXCB codebook header")
+    k, dim = struct.unpack("<II", head[4:12])
+    want = 12 + 4 * k * dim
+    if k == 0 or dim == 0 or size != want:
+        raise Invalid("codebook k=%d dim=%d needs %d bytes, the file has %d" % (k, dim, want, size))
+    return {"kind": "codebook", "size": size, "k": k, "dim": dim, "metadata": {}}
+
+
+def check(path):
+    if not os.path.isfile(path):
+        raise Invalid("missing")
+    if path.endswith(".safetensors"):
+        return check_safetensors(path)
+    if path.endswith(".bin"):
+        return check_codebook(path)
+    return {"kind": "file", "size": os.path.getsize(path), "metadata": {}}
+
+
+EPOCH_RE = re.compile(r"(?:^|/)scaled_vfn_epoch_(\d+)\.safetensors$")
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def prefix_sha256(path, size):
+    h, left = hashlib.sha256(), size
+    with open(path, "rb") as f:
+        while left > 0:
+            block = f.read(min(left, 1 << 20))
+            if not block:
+                return None
+            h.update(block)
+            left -= len(block)
+    return h.hexdigest()
+
+
+def check(path, name=None):
+    """Structural check, by the extension of NAME (default: PATH)."""
+    name = name or path
+    if name.endswith(".safetensors"):
+        return check_safetensors(path)
+    if name.endswith(".bin"):
+        return check_codebook(path)
+    return {"kind": "file", "size": os.path.getsize(path), "metadata": {}}
+
+
+def describe(root, rel):
+    path = os.path.join(root, rel)
+    st = os.stat(path)
+    entry = {"path": rel, "size": st.st_size, "mtime": int(st.st_mtime), "sha256": sha256(path), "valid": True}
+    try:
+        info = check(path)
+        entry["kind"], entry["metadata"] = info["kind"], info["metadata"]
+    except (Invalid, OSError) as exc:
+        entry.update(valid=False, error=str(exc), kind="invalid", metadata={})
+    m = EPOCH_RE.search(rel)
+    if m:
+        entry["epoch"] = int(entry["metadata"].get("epoch", m.group(1)) if entry["valid"] else m.group(1))
+        entry["stage_output"] = entry["metadata"].get("stage_output", "")
+    return entry
+
+
+def job_status(root, state_dir, log_dir, jobs, session):
+    out = {}
+    for job in jobs:
+        alive = False
+        try:
+            pid = int(open(os.path.join(root, state_dir, job + ".pid")).read().strip())
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                alive = b"bash" in f.read()
+        except (OSError, ValueError):
+            pass
+        marker = None
+        try:
+            marker = json.load(open(os.path.join(root, log_dir, job + ".exit")))
+        except (OSError, ValueError):
+            pass
+        out[job] = {"alive": alive, "marker": marker}
+    try:
+        session_alive = subprocess.call(["tmux", "has-session", "-t", "=" + session],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+    except OSError:
+        session_alive = False
+    return session_alive, out
+
+
+def gpu_status():
+    try:
+        out = subprocess.check_output(
+            ["nvidia-smi", "--query-gpu=name,utilization.gpu,memory.used,memory.total",
+             "--format=csv,noheader,nounits"], stderr=subprocess.DEVNULL, timeout=30).decode()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    gpus = []
+    for line in out.strip().splitlines():
+        f = [x.strip() for x in line.split(",")]
+        if len(f) >= 4:
+            gpus.append({"name": f[0], "utilization_pct": f[1], "memory_used_mib": f[2], "memory_total_mib": f[3]})
+    return gpus
+
+
+def probe(root, patterns, status):
+    rels = set()
+    for pattern in patterns:
+        for path in glob.glob(os.path.join(root, pattern)):
+            if os.path.isfile(path):
+                rels.add(os.path.relpath(path, root))
+    files = [describe(root, rel) for rel in sorted(rels)]
+    st = os.statvfs(root)
+    session_alive, jobs = job_status(root, status["state_dir"], status["log_dir"], status["jobs"], status["session"])
+    return {"files": files, "status": {
+        "session": status["session"], "session_alive": session_alive, "jobs": jobs, "gpus": gpu_status(),
+        "disk": {"total_bytes": st.f_blocks * st.f_frsize, "free_bytes": st.f_bavail * st.f_frsize,
+                 "used_bytes": (st.f_blocks - st.f_bfree) * st.f_frsize},
+        "now": int(time.time())}}
+
+
+def local_rel(entry):
+    """Epoch checkpoints share names across stages on the instance; locally each stage gets its own folder."""
+    if "epoch" in entry:
+        stage = os.path.splitext(entry.get("stage_output") or "unknown-stage")[0]
+        return os.path.join(os.path.dirname(entry["path"]), "epochs", stage, os.path.basename(entry["path"]))
+    return entry["path"]
+
+
+def plan(dest, probe_data):
+    pulls, problems = [], []
+    for entry in probe_data["files"]:
+        if not entry["valid"]:
+            problems.append({"path": entry["path"], "problem": "corrupt on the instance, not pulled: " + entry["error"]})
+            continue
+        rel = local_rel(entry)
+        local = os.path.join(dest, rel)
+        if os.path.isfile(local) and os.path.getsize(local) == entry["size"] and sha256(local) == entry["sha256"]:
+            continue
+        pulls.append({"remote": entry["path"], "local": rel, "sha256": entry["sha256"], "size": entry["size"],
+                      "tmp": os.path.join(".partial", rel.replace("/", "__") + ".part")})
+    return {"pull": pulls, "problems": problems}
+
+
+def settle(dest, plan_data, finals, keep, probe_data):
+    accepted, deferred, problems = [], [], list(plan_data["problems"])
+    for item in plan_data["pull"]:
+        tmp, final = os.path.join(dest, item["tmp"]), os.path.join(dest, item["local"])
+        if not os.path.isfile(tmp):
+            problems.append({"path": item["remote"], "problem": "download failed"})
+            continue
+        got = sha256(tmp)
+        reason = None
+        if got != item["sha256"] and item["local"].endswith(".log") and prefix_sha256(tmp, item["size"]) == item["sha256"]:
+            got = item["sha256"]  # a log still being appended to: what the instance had at probe time is its prefix
+        if got != item["sha256"]:
+            try:
+                check(tmp, item["local"])
+            except (Invalid, OSError) as exc:
+                reason = "sha256 %s differs from the instance's %s and the copy does not verify: %s" % (
+                    got[:12], item["sha256"][:12], exc)
+            else:  # a valid file replaced on the instance meanwhile (training writes atomically): next run
+                os.unlink(tmp)
+                deferred.append(item["remote"])
+                continue
+        else:
+            try:
+                check(tmp, item["local"])
+            except (Invalid, OSError) as exc:
+                reason = "downloaded copy does not verify: %s" % exc
+        if reason:
+            os.unlink(tmp)
+            problems.append({"path": item["remote"], "problem": "not accepted: " + reason})
+            continue
+        os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+        os.replace(tmp, final)
+        accepted.append(item["local"])
+    shutil.rmtree(os.path.join(dest, ".partial"), ignore_errors=True)
+    pruned = prune_local(dest, keep) if keep > 0 else []
+    by_path = {e["path"]: e for e in probe_data["files"]}
+    verified, missing = [], []
+    for rel in finals:
+        entry, local = by_path.get(rel), os.path.join(dest, rel)
+        if entry is None:
+            reason = "not on the instance"
+        elif not entry["valid"]:
+            reason = "corrupt on the instance: " + entry["error"]
+        elif not os.path.isfile(local):
+            reason = "not pulled"
+        elif sha256(local) != entry["sha256"]:
+            reason = "local copy differs from the instance's (sha256)"
+        else:
+            try:
+                check(local)
+                reason = None
+            except (Invalid, OSError) as exc:
+                reason = "local copy does not verify: %s" % exc
+        if reason:
+            missing.append({"path": rel, "reason": reason})
+        else:
+            verified.append({"path": rel, "sha256": entry["sha256"], "size": entry["size"]})
+    local_sha, files = {}, []
+    for base, dirs, names in os.walk(dest):
+        dirs[:] = [d for d in dirs if d not in (".partial", "report")]
+        for name in sorted(names):
+            rel = os.path.relpath(os.path.join(base, name), dest)
+            if rel == "manifest.json" or rel.endswith(".tmp"):
+                continue
+            local_sha[rel] = sha256(os.path.join(dest, rel))
+            files.append({"path": rel, "sha256": local_sha[rel], "size": os.path.getsize(os.path.join(dest, rel))})
+    write_if_changed(os.path.join(dest, "manifest.json"),
+                     json.dumps({"files": sorted(files, key=lambda f: f["path"])}, indent=1, sort_keys=True) + "\n")
+    held = {e["path"]: e["sha256"] for e in probe_data["files"]
+            if e["valid"] and local_sha.get(local_rel(e)) == e["sha256"]}
+    return {"accepted": accepted, "deferred": deferred, "pruned": pruned, "problems": problems, "verified_finals": verified,
+            "missing_finals": missing, "held": held, "changed": bool(accepted or pruned)}
+
+
+def prune_local(dest, keep):
+    removed = []
+    for stage_dir in glob.glob(os.path.join(dest, "*", "epochs", "*")):
+        epochs = []
+        for path in glob.glob(os.path.join(stage_dir, "scaled_vfn_epoch_*.safetensors")):
+            m = EPOCH_RE.search(path)
+            epochs.append((int(m.group(1)), path))
+        for _, path in sorted(epochs)[:-keep]:
+            os.unlink(path)
+            removed.append(os.path.relpath(path, dest))
+    return removed
+
+
+def prune_remote(root, keep, verified):
+    """verified: {remote path: sha256} of copies the controller holds. Keeps the newest KEEP per stage."""
+    stages = {}
+    for path in glob.glob(os.path.join(root, "**", "scaled_vfn_epoch_*.safetensors"), recursive=True):
+        rel = os.path.relpath(path, root)
+        entry = describe(root, rel)
+        stages.setdefault(entry.get("stage_output", ""), []).append(entry)
+    removed = []
+    for entries in stages.values():
+        for entry in sorted(entries, key=lambda e: e["epoch"])[:-keep]:
+            if verified.get(entry["path"]) == entry["sha256"]:
+                os.unlink(os.path.join(root, entry["path"]))
+                removed.append(entry["path"])
+    return removed
+
+
+def write_if_changed(path, text):
+    try:
+        if open(path).read() == text:
+            return False
+    except OSError:
+        pass
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return True
+
+
+def load(arg):
+    """A JSON argument, or @FILE holding it."""
+    if arg.startswith("@"):
+        with open(arg[1:]) as f:
+            return json.load(f)
+    return json.loads(arg)
+
+
+def main(argv):
+    cmd = argv[0] if argv else ""
+    if cmd == "probe" and len(argv) == 4:
+        result = probe(argv[1], load(argv[2]), load(argv[3]))
+    elif cmd == "prune-remote" and len(argv) == 4:
+        result = {"removed": prune_remote(argv[1], int(argv[2]), load(argv[3]))}
+        result["changed"] = bool(result["removed"])
+    elif cmd == "plan" and len(argv) == 2:
+        result = plan(argv[1], json.load(sys.stdin))
+    elif cmd == "settle" and len(argv) == 2:
+        doc = json.load(sys.stdin)
+        result = settle(argv[1], doc["plan"], doc["finals"], int(doc["keep"]), doc["probe"])
+    else:
+        sys.stderr.write(__doc__)
+        return 2
+    json.dump(result, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
