@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Tiny Volt-X inputs for the fixture binaries: tokenizer, encoder/decoder safetensors, JSONL data."""
 import json
 import os

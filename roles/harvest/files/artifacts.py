@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Artifact inventory, transfer bookkeeping and verification for voltx.vastai.harvest.
 
 On the instance (run by ansible.builtin.script, nothing left behind):
@@ -317,7 +316,7 @@ def prune_local(dest, keep):
         for path in glob.glob(os.path.join(stage_dir, "scaled_vfn_epoch_*.safetensors")):
             m = EPOCH_RE.search(path)
             epochs.append((int(m.group(1)), path))
-        for _, path in sorted(epochs)[:-keep]:
+        for _epoch, path in sorted(epochs)[:-keep]:
             os.unlink(path)
             removed.append(os.path.relpath(path, dest))
     return removed

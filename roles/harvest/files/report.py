@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Status report and loss curve for voltx.vastai.harvest (runs on the controller, standard library only).
 
   report.py INPUT_JSON|-
@@ -11,6 +10,7 @@ only on the logs, so an unchanged log gives a byte-identical PNG.
 """
 import datetime
 import json
+import math
 import os
 import re
 import struct
@@ -123,11 +123,11 @@ def plot(stages, width=800, height=480):
     left, right, top, bottom = 70, width - 20, 40, height - 50
     black, grey = (0, 0, 0), (200, 200, 200)
     series, x = [], 0
-    for i, (_, losses) in enumerate(stages):
-        pts = [(x + j, v) for j, v in enumerate(losses) if v == v and abs(v) != float("inf")]
+    for i, (_name, losses) in enumerate(stages):
+        pts = [(x + j, v) for j, v in enumerate(losses) if not math.isnan(v) and not math.isinf(v)]
         series.append((i, pts, x))
         x += len(losses)
-    values = [v for _, pts, _ in series for _, v in pts]
+    values = [v for _index, pts, _start in series for _step, v in pts]
     c.text(left, 12, "LOSS PER STEP", black)
     if not values:
         c.text(left + 200, top + 150, "0 STEPS", black, 4)
@@ -142,12 +142,12 @@ def plot(stages, width=800, height=480):
         return (left + round((right - left) * step / xmax), bottom - round((bottom - top) * (v - lo) / (hi - lo)))
     for k in range(6):  # y grid and labels
         v = lo + (hi - lo) * k / 5
-        _, y = px(0, v)
+        _x, y = px(0, v)
         c.line(left, y, right, y, grey)
         c.text(4, y - 5, fmt(v), black)
     for k in range(6):  # x ticks
         step = round(xmax * k / 5)
-        xx, _ = px(step, lo)
+        xx, _y = px(step, lo)
         c.line(xx, bottom, xx, bottom + 5, black)
         label = str(step)
         c.text(xx - len(label) * 4, bottom + 10, label, black)
@@ -156,7 +156,7 @@ def plot(stages, width=800, height=480):
     for i, pts, start in series:
         colour = STAGE_COLOURS[i % len(STAGE_COLOURS)]
         if start > 0:  # stage boundary
-            xx, _ = px(start, lo)
+            xx, _y = px(start, lo)
             for y in range(top, bottom, 6):
                 c.line(xx, y, xx, y + 2, grey)
         for (s0, v0), (s1, v1) in zip(pts, pts[1:]):
@@ -211,7 +211,7 @@ def main(argv):
                  for k, v in jobs.items()},
         "session_alive": status.get("session_alive"),
         "current": current,
-        "epoch_losses": {name: {str(e): l for e, l in sorted(p["epochs"].items())} for _, name, p in stages},
+        "epoch_losses": {name: {str(e): l for e, l in sorted(p["epochs"].items())} for _i, name, p in stages},
         "gpus": status.get("gpus"),
         "disk": status.get("disk"),
         "cost": cost,
@@ -221,7 +221,7 @@ def main(argv):
                       "changed_during_pull": settle.get("deferred", [])},
     }
     os.makedirs(report_dir, exist_ok=True)
-    png = plot([(name, p["steps"]) for _, name, p in stages])
+    png = plot([(name, p["steps"]) for _i, name, p in stages])
     png_path = os.path.join(report_dir, "loss.png")
     png_changed = not (os.path.exists(png_path) and open(png_path, "rb").read() == png)
     if png_changed:
@@ -246,8 +246,12 @@ def render_md(r):
     out.append("tmux session: %s" % ("alive" if r["session_alive"] else "not running"))
     out.append("")
     for job, j in sorted(r["jobs"].items()):
-        state = "running" if j["alive"] else ("finished, exit status %s" % j["exit_status"]
-                                                if j["exit_status"] is not None else "not running, no completion marker")
+        if j["alive"]:
+            state = "running"
+        elif j["exit_status"] is not None:
+            state = "finished, exit status %s" % j["exit_status"]
+        else:
+            state = "not running, no completion marker"
         out.append("- %s: %s" % (job, state))
     cur = r["current"]
     out += ["", "## Progress", ""]
@@ -262,14 +266,14 @@ def render_md(r):
     out += ["", "## Machine", ""]
     if r["gpus"]:
         for g in r["gpus"]:
-            out.append("- GPU %s: %s%% busy, %s / %s MiB" % (g["name"], g["utilization_pct"], g["memory_used_mib"],
-                                                          g["memory_total_mib"]))
+            out.append("- GPU %s: %s%% busy, %s / %s MiB" % (
+                g["name"], g["utilization_pct"], g["memory_used_mib"], g["memory_total_mib"]))
     else:
         out.append("- GPU: nvidia-smi not available")
     d = r["disk"] or {}
     if d:
-        out.append("- disk: %s used, %s free of %s" % (human_bytes(d["used_bytes"]), human_bytes(d["free_bytes"]),
-                                                     human_bytes(d["total_bytes"])))
+        out.append("- disk: %s used, %s free of %s" % (
+            human_bytes(d["used_bytes"]), human_bytes(d["free_bytes"]), human_bytes(d["total_bytes"])))
     c = r["cost"]
     out += ["", "## Cost", ""]
     out.append("- started: %s" % ts(c["start_time"]))

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Checks the training artifacts on the instance (deployed by voltx.vastai.train_tmux).
 
   checkpoint.py check PATH                      structure of a .safetensors file or a codebook .bin; JSON on stdout
