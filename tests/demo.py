@@ -2,7 +2,7 @@
 
 Starts the emulator, then does what a user does against the real service: rent with the guide's
 filters (playbooks/rent.yml), ping the instance through the inventory plugin, destroy it
-(playbooks/destroy.yml). Prints the emulator's bill and checks that no container is left behind.
+(playbooks/teardown.yml, forced: there are no results to harvest yet, and it says what that loses). Prints the emulator's bill and checks that no container is left behind.
 """
 
 import os
@@ -43,8 +43,8 @@ def main():
                 step("Ping it through the inventory plugin", [
                     "ansible", "-i", "inventories/vastai.yml", "volt-x-training", "-m", "ansible.builtin.ping"], env)
             finally:
-                step("Destroy it", ["ansible-playbook", "playbooks/destroy.yml", "-e", "vastai_destroy_confirmed=true"],
-                     env)
+                step("Destroy it", ["ansible-playbook", "playbooks/teardown.yml", "-e", "harvest_teardown_force=true",
+                                    "-e", "harvest_dest=%s" % os.path.join(scratch, "harvest")], env)
                 ledger = emulator.state().get("ledger", {})
                 print("\nEmulated bill: $%.6f" % float(ledger.get("total", ledger.get("total_dollars", 0.0))))
                 left = emulator.containers()

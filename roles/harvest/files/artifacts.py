@@ -203,7 +203,11 @@ def probe(root, patterns, status):
             if os.path.isfile(path):
                 rels.add(os.path.relpath(path, root))
     files = [describe(root, rel) for rel in sorted(rels)]
-    st = os.statvfs(root)
+    # A fresh instance may not have the workspace yet: nothing to pull, and the disk is the one it would be on.
+    existing = root
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    st = os.statvfs(existing)
     session_alive, jobs = job_status(root, status["state_dir"], status["log_dir"], status["jobs"], status["session"])
     return {"files": files, "status": {
         "session": status["session"], "session_alive": session_alive, "jobs": jobs, "gpus": gpu_status(),
