@@ -2,7 +2,8 @@
 
 Starts the emulator, then does what a user does against the real service: rent with the guide's
 filters (playbooks/rent.yml), ping the instance through the inventory plugin, destroy it
-(playbooks/teardown.yml, forced: there are no results to harvest yet, and it says what that loses). Prints the emulator's bill and checks that no container is left behind.
+(playbooks/teardown.yml, forced: there are no results to harvest yet, and it says what that loses).
+Prints the emulator's bill and checks that no container is left behind.
 """
 
 import os

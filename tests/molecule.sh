@@ -4,17 +4,27 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-export VOLTX_TEST_IMAGE=${VOLTX_TEST_IMAGE:-$(bash tests/image/build.sh)}
+VOLTX_TEST_IMAGE=${VOLTX_TEST_IMAGE:-$(bash tests/image/build.sh)}
+export VOLTX_TEST_IMAGE
 export ANSIBLE_COLLECTIONS_PATH=$root/.build
 export PATH=$root/.venv/bin:$PATH
-logs=$root/tests/output/molecule
-mkdir -p "$logs"
-scenarios=$(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -rn1 basename | sort)
-[ -n "$scenarios" ] || { echo "no molecule scenarios"; exit 0; }
-printf '%s\n' $scenarios | xargs -P "${MOLECULE_JOBS:-2}" -I{} bash -c '
+export MOLECULE_LOGS=$root/tests/output/molecule
+mkdir -p "$MOLECULE_LOGS"
+
+run_scenario() {
+    local scenario=$1 start
     start=$(date +%s)
-    if molecule test -s {} > "'"$logs"'/{}.log" 2>&1; then
-        echo "molecule {}: passed in $(( $(date +%s) - start )) s"
+    if molecule test -s "$scenario" > "$MOLECULE_LOGS/$scenario.log" 2>&1; then
+        echo "molecule $scenario: passed in $(( $(date +%s) - start )) s"
     else
-        echo "molecule {}: FAILED after $(( $(date +%s) - start )) s"; tail -n 80 "'"$logs"'/{}.log"; exit 1
-    fi'
+        echo "molecule $scenario: FAILED after $(( $(date +%s) - start )) s"
+        tail -n 80 "$MOLECULE_LOGS/$scenario.log"
+        return 1
+    fi
+}
+export -f run_scenario
+
+mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -rn1 basename | sort)
+[ "${#scenarios[@]}" -gt 0 ] || { echo "no molecule scenarios"; exit 0; }
+# shellcheck disable=SC2016  # $1 is expanded by the inner bash, one scenario per call
+printf '%s\n' "${scenarios[@]}" | xargs -P "${MOLECULE_JOBS:-2}" -I{} bash -c 'run_scenario "$1"' _ {}

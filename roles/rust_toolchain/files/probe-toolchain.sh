@@ -4,7 +4,7 @@
 seen=" "
 ver() { "$1" --version 2>/dev/null | awk 'NR == 1 { sub(/[-+].*/, "", $2); print $2 }'; }
 for dir in "$@" $(printf '%s' "${PATH:-}" | tr ':' ' '); do
-    [ -n "$dir" ] && [ -x "$dir/cargo" ] && [ -x "$dir/rustc" ] || continue
+    if [ -z "$dir" ] || [ ! -x "$dir/cargo" ] || [ ! -x "$dir/rustc" ]; then continue; fi
     case "$seen" in *" $dir "*) continue ;; esac
     seen="$seen$dir "
     r=$(ver "$dir/rustc"); c=$(ver "$dir/cargo")
