@@ -113,14 +113,10 @@ class Canvas:
                 + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
-def fmt(v):
-    return ("%.3g" % v).replace("e-0", "e-").replace("e+0", "e")
-
-
 def plot(stages, width=800, height=480):
     """stages: [(label, [step losses])]; x = global step over all stages in order."""
     c = Canvas(width, height)
-    left, right, top, bottom = 70, width - 20, 40, height - 50
+    left, right, top, bottom = 84, width - 20, 40, height - 50
     black, grey = (0, 0, 0), (200, 200, 200)
     series, x = [], 0
     for i, (_name, losses) in enumerate(stages):
@@ -140,11 +136,13 @@ def plot(stages, width=800, height=480):
 
     def px(step, v):
         return (left + round((right - left) * step / xmax), bottom - round((bottom - top) * (v - lo) / (hi - lo)))
+    # As many decimals as the grid step needs, so neighbouring labels differ even when the loss barely moves.
+    decimals = min(6, max(0, 1 - math.floor(math.log10((hi - lo) / 5))))
     for k in range(6):  # y grid and labels
         v = lo + (hi - lo) * k / 5
         _x, y = px(0, v)
         c.line(left, y, right, y, grey)
-        c.text(4, y - 5, fmt(v), black)
+        c.text(4, y - 5, "%.*f" % (decimals, v), black)
     for k in range(6):  # x ticks
         step = round(xmax * k / 5)
         xx, _y = px(step, lo)
