@@ -98,16 +98,6 @@ def check_codebook(path):
     return {"kind": "codebook", "size": size, "k": k, "dim": dim, "metadata": {}}
 
 
-def check(path):
-    if not os.path.isfile(path):
-        raise Invalid("missing")
-    if path.endswith(".safetensors"):
-        return check_safetensors(path)
-    if path.endswith(".bin"):
-        return check_codebook(path)
-    return {"kind": "file", "size": os.path.getsize(path), "metadata": {}}
-
-
 EPOCH_RE = re.compile(r"(?:^|/)scaled_vfn_epoch_(\d+)\.safetensors$")
 
 
