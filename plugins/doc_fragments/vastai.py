@@ -36,6 +36,14 @@ options:
         and an exhausted daily search quota is never retried.
     type: int
     default: 4
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    support: full
+    platforms: all
 requirements:
   - requests
 notes:

@@ -120,11 +120,6 @@ attributes:
   check_mode:
     support: full
     details: In check mode the module searches offers and reports the one it would rent, and changes nothing.
-  diff_mode:
-    support: none
-  platform:
-    support: full
-    platforms: all
 notes:
   - The filters of the quickstart guide's Step 1 map to O(gpu_name), O(num_gpus), O(min_host_cpu_cores),
     O(min_ram_gb), O(min_disk_gb), O(min_cuda), O(max_dph) and O(min_reliability).

@@ -35,14 +35,6 @@ options:
 extends_documentation_fragment:
   - voltx.vastai.vastai
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    support: full
-    platforms: all
 """
 
 EXAMPLES = r"""

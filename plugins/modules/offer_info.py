@@ -28,14 +28,6 @@ extends_documentation_fragment:
   - voltx.vastai.vastai
   - voltx.vastai.vastai.offer_filters
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    support: full
-    platforms: all
 """
 
 EXAMPLES = r"""
