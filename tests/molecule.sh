@@ -9,6 +9,10 @@ export VOLTX_TEST_IMAGE
 export ANSIBLE_COLLECTIONS_PATH=$root/.build
 export PATH=$root/.venv/bin:$PATH
 export MOLECULE_LOGS=$root/tests/output/molecule
+# Containers, volumes and the fixture build are named after this checkout, so two checkouts can test side by side.
+VOLTX_MOLECULE_NS=${VOLTX_MOLECULE_NS:-$(printf %s "$root" | sha256sum | cut -c1-8)}
+export VOLTX_MOLECULE_NS
+export VOLTX_FIXTURE_TARGET_DIR=${VOLTX_FIXTURE_TARGET_DIR:-${TMPDIR:-/tmp}/voltx-fixture-target-$VOLTX_MOLECULE_NS}
 mkdir -p "$MOLECULE_LOGS"
 
 run_scenario() {
