@@ -41,7 +41,10 @@ def main():
                     "ansible-playbook", "playbooks/rent.yml",
                     "-e", "vastai_ssh_public_key_file=%s.pub" % key,
                     "-e", "vastai_loading_timeout=60", "-e", "vastai_wait_timeout=180"], env)
-                step("Ping it through the inventory plugin", [
+                step("Bootstrap python3 on the bare host through the inventory plugin", [
+                    "ansible", "-i", "inventories/vastai.yml", "volt-x-training",
+                    "-m", "ansible.builtin.include_role", "-a", "name=voltx.vastai.campaign"], env)
+                step("Ping it", [
                     "ansible", "-i", "inventories/vastai.yml", "volt-x-training", "-m", "ansible.builtin.ping"], env)
             finally:
                 step("Destroy it", ["ansible-playbook", "playbooks/teardown.yml", "-e", "harvest_teardown_force=true",

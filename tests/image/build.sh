@@ -5,7 +5,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=${VOLTX_TEST_IMAGE_REPO:-voltx-vastai-host}
 suite=${VOLTX_DEBIAN_SUITE:-bookworm}
-packages=openssh-server,python3,sudo,ca-certificates
+# What a fresh nvidia/cuda:*-devel-ubuntu22.04 container offers once Vast.ai's SSH launch mode has put sshd in
+# it: root, bash, apt, sshd, CA certificates. No python3 and no sudo: the collection must bootstrap python3 itself.
+packages=openssh-server,ca-certificates
 
 # Parallel test workers may all ask for the image at once: one builds, the others wait for it.
 exec 9>"${TMPDIR:-/tmp}/voltx-test-image.lock"
@@ -22,12 +24,12 @@ log() { echo "build.sh: $*" >&2; }
 
 # A Debian base already in Docker (loaded by hand or kept from an earlier build) is reused.
 base=""
-for candidate in ${VOLTX_BASE_IMAGE:-} "debian:$suite" "debian:$suite-slim" "voltx-debian-base:$suite"; do
+for candidate in ${VOLTX_BASE_IMAGE:-} "voltx-bare-base:$suite"; do
     if docker image inspect "$candidate" >/dev/null 2>&1; then base=$candidate; break; fi
 done
 
 if [ -z "$base" ]; then
-    base="voltx-debian-base:$suite"
+    base="voltx-bare-base:$suite"
     command -v debootstrap >/dev/null || { log "installing debootstrap"; apt-get update -qq >&2; apt-get install -y -qq debootstrap >&2; }
     rootfs=$(mktemp -d /var/tmp/voltx-rootfs.XXXXXX)
     trap 'rm -rf "$rootfs"' EXIT
@@ -45,9 +47,10 @@ else
 fi
 
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE_IMAGE="$base" -t "$image" "$here" >&2
-# A base that came from Docker may lack the packages debootstrap would have included.
-if ! docker run --rm --entrypoint sh "$image" -c 'command -v sshd && command -v python3 && command -v sudo' >/dev/null; then
-    log "base image $base lacks sshd/python3/sudo; remove it or set VOLTX_BASE_IMAGE"
+# The host must be as bare as the rented image: sshd and apt, and neither python3 nor sudo.
+if ! docker run --rm --entrypoint sh "$image" -c 'command -v sshd && command -v apt-get && command -v bash && ! command -v python3 && ! command -v sudo' >/dev/null; then
+    log "base image $base is not bare (needs sshd, apt-get, bash; must not have python3 or sudo); remove it or set VOLTX_BASE_IMAGE"
+    docker rmi "$image" >/dev/null 2>&1 || true
     exit 1
 fi
 docker tag "$image" "$repo:latest"

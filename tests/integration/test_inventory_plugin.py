@@ -40,6 +40,16 @@ def test_rented_instance_is_a_host_that_answers_ping(ansible, emulator, tmp_path
     assert abs(hostvars["price_per_day"] - rented["dph_total"] * 24) < 1e-9
     assert LABEL in inventory["gpu_RTX_5090"]["hosts"]
 
+    # The rented host is as bare as the CUDA image: no python3 until the collection bootstraps it with raw.
+    bare = ansible.adhoc(inventory_file, LABEL, "ansible.builtin.raw", "command -v python3")
+    assert bare.status == "failed", bare.stdout.read()
+    for expect_changed in (True, False):
+        bootstrap = ansible.adhoc(inventory_file, LABEL, "ansible.builtin.include_role", "name=voltx.vastai.campaign")
+        assert bootstrap.status == "successful", bootstrap.stdout.read()
+        results = [e["event_data"] for e in bootstrap.events if e["event"] == "runner_on_ok"
+                   and e["event_data"].get("task_action") == "ansible.builtin.raw"]
+        assert [r["res"]["changed"] for r in results] == [expect_changed]
+
     ping = ansible.adhoc(inventory_file, LABEL, "ansible.builtin.ping")
     assert ping.status == "successful", ping.stdout.read()
     pongs = [e["event_data"]["res"] for e in ping.events if e["event"] == "runner_on_ok"]
