@@ -285,6 +285,38 @@ def acquire_slot(slot_dir, slots, job):
         time.sleep(1)
 
 
+def hold_archive(lock_path):
+    """One upload per archive: while an earlier transfer of it still runs (say the playbook was interrupted and
+    run again), wait for it instead of racing it with a second stream; its progress file stays its own meanwhile.
+    Returns (whether another transfer was waited for, the lock's fd, held until this process ends)."""
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False, fd
+    except OSError:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True, fd
+
+
+def previous_upload_succeeded(progress_path):
+    try:
+        with open(progress_path, encoding="utf-8") as f:
+            return json.load(f).get("state") == "done"
+    except (OSError, ValueError):
+        return False
+
+
+def report_adopted(a):
+    with open(a.progress, encoding="utf-8") as f:
+        progress = json.load(f)
+    print(json.dumps({"archive": progress.get("archive", a.archive), "file": progress.get("file"), "ok": True,
+                      "fatal": False, "adopted": True, "size": progress.get("total", 0), "sent": 0, "methods": [],
+                      "attempts": 0, "seconds": 0,
+                      "msg": "the upload already running for it finished: %s" % progress.get("message", "done")}))
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="data_sync_transfer.py")
     ap.add_argument("--manifest", required=True)
@@ -307,12 +339,18 @@ def main(argv=None):
     ap.add_argument("--keep-archive", action="store_true")
     ap.add_argument("--command-timeout", type=int, default=600)
     a = ap.parse_args(argv)
-    job = Job(a)
-    fd = acquire_slot(a.slot_dir, max(1, a.slots), job)
+    adopted, archive_lock = hold_archive(a.progress + ".lock")
     try:
-        return job.run()
+        if adopted and previous_upload_succeeded(a.progress):
+            return report_adopted(a)
+        job = Job(a)
+        fd = acquire_slot(a.slot_dir, max(1, a.slots), job)
+        try:
+            return job.run()
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        os.close(archive_lock)
 
 
 if __name__ == "__main__":
