@@ -92,7 +92,8 @@ options:
     description:
       - Directory of the pinned SSH host keys, one known-hosts file per instance, named by the instance id
         (C(<known_hosts_dir>/<id>)). It is created (mode 0700) when missing.
-      - Every host gets C(vastai_known_hosts_file) and C(ansible_ssh_common_args) with
+      - Every host gets C(vastai_known_hosts_file), C(ansible_host_key_checking=true) (so a C(host_key_checking = False)
+        elsewhere cannot turn the pin off) and C(ansible_ssh_common_args) with
         C(-o UserKnownHostsFile=<that file> -o StrictHostKeyChecking=accept-new), so the first connection records
         the instance's host key and every later one (Ansible's and the collection's own C(ssh)/C(rsync)) must
         present the same key; a changed key is refused by ssh with C(REMOTE HOST IDENTIFICATION HAS CHANGED).
@@ -182,6 +183,7 @@ compose:
 #   vastai_known_hosts_file: "/home/me/.local/state/voltx-vastai/known_hosts/28765432"   # see known_hosts_dir
 #   ansible_ssh_common_args: "-o UserKnownHostsFile=/home/me/.local/state/voltx-vastai/known_hosts/28765432
 #                             -o StrictHostKeyChecking=accept-new"
+#   ansible_host_key_checking: true
 """
 
 import fnmatch
@@ -331,6 +333,9 @@ def known_hosts_hostvars(known_hosts_dir, instance_id):
     return {
         "vastai_known_hosts_file": path,
         "ansible_ssh_common_args": "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=accept-new" % shlex.quote(path),
+        # Beats host_key_checking=False from a config or the environment (ansible-runner sets it), which would put
+        # StrictHostKeyChecking=no first on ssh's command line, and ssh keeps the first value.
+        "ansible_host_key_checking": True,
     }
 
 

@@ -653,6 +653,7 @@ def test_each_instance_gets_its_own_known_hosts_file(tmp_path, rows):
     assert hv["vastai_known_hosts_file"] == str(folder / "28765432")
     assert hv["ansible_ssh_common_args"] == (
         "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=accept-new" % (folder / "28765432"))
+    assert hv["ansible_host_key_checking"] is True
     files = set(hostvars(inventory, name)["vastai_known_hosts_file"] for name in inventory.hosts)
     assert len(files) == len(inventory.hosts)
 
@@ -670,7 +671,7 @@ def test_known_hosts_dir_option_and_env(tmp_path, rows, monkeypatch):
 def test_empty_known_hosts_dir_pins_nothing(tmp_path, rows):
     inventory, dummy = parse(write_config(tmp_path, "known_hosts_dir: ''\n"), FakeClient(rows))
     hv = hostvars(inventory, "train-01")
-    assert "vastai_known_hosts_file" not in hv and "ansible_ssh_common_args" not in hv
+    assert not {"vastai_known_hosts_file", "ansible_ssh_common_args", "ansible_host_key_checking"} & set(hv)
 
 
 def test_known_hosts_hostvars_without_id(plugin_module):
