@@ -34,7 +34,9 @@ def main():
                        ANSIBLE_PRIVATE_KEY_FILE=key,
                        ANSIBLE_FORCE_COLOR="0",
                        VAST_API_URL=emulator.url,
-                       VAST_API_KEY=emulator.api_key)
+                       VAST_API_KEY=emulator.api_key,
+                       # Pinned host keys in the scratch directory: the emulator's ids start over every run.
+                       VOLTX_VASTAI_KNOWN_HOSTS_DIR=os.path.join(scratch, "known_hosts"))
             print("Vast.ai emulator at %s (instances are containers of the test image)" % emulator.url)
             try:
                 step("Rent with the guide's filters", [

@@ -24,6 +24,7 @@ description:
     still appears, without C(ansible_host) and C(ansible_port).
   - Every value that comes from the API is marked unsafe, so a label that holds a Jinja2 expression (say a C(pipe) lookup
     between C({{) and C(}})) is never templated.
+  - Host keys are pinned per instance, trust on first use; see O(known_hosts_dir).
   - With O(cache=true) the instance list is cached (only the fields this plugin uses; never the API key, the Jupyter
     token or the instance environment).
 author:
@@ -87,6 +88,22 @@ options:
     type: list
     elements: str
     default: []
+  known_hosts_dir:
+    description:
+      - Directory of the pinned SSH host keys, one known-hosts file per instance, named by the instance id
+        (C(<known_hosts_dir>/<id>)). It is created (mode 0700) when missing.
+      - Every host gets C(vastai_known_hosts_file), C(ansible_host_key_checking=true) (so a C(host_key_checking = False)
+        elsewhere cannot turn the pin off) and C(ansible_ssh_common_args) with
+        C(-o UserKnownHostsFile=<that file> -o StrictHostKeyChecking=accept-new), so the first connection records
+        the instance's host key and every later one (Ansible's and the collection's own C(ssh)/C(rsync)) must
+        present the same key; a changed key is refused by ssh with C(REMOTE HOST IDENTIFICATION HAS CHANGED).
+        Vast.ai reuses public ports for new instances, which is why the file is per instance and not per address.
+      - The harvest role's teardown deletes the file once it has destroyed the instance.
+      - An empty value sets neither variable (ssh then uses your own C(~/.ssh/known_hosts)).
+    type: str
+    default: ~/.local/state/voltx-vastai/known_hosts
+    env:
+      - name: VOLTX_VASTAI_KNOWN_HOSTS_DIR
 """
 
 EXAMPLES = r"""
@@ -163,10 +180,16 @@ compose:
 #   vastai_inet_down: 4500.2                # Mb/s
 #   vastai_start_date: 1795540000.12        # epoch seconds
 #   vastai_end_date: 1800000000.0           # epoch seconds, end of the host's listing
+#   vastai_known_hosts_file: "/home/me/.local/state/voltx-vastai/known_hosts/28765432"   # see known_hosts_dir
+#   ansible_ssh_common_args: "-o UserKnownHostsFile=/home/me/.local/state/voltx-vastai/known_hosts/28765432
+#                             -o StrictHostKeyChecking=accept-new"
+#   ansible_host_key_checking: true
 """
 
 import fnmatch
 import hashlib
+import os
+import shlex
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native
@@ -299,6 +322,23 @@ def instance_to_hostvars(instance):
     return hostvars
 
 
+def known_hosts_hostvars(known_hosts_dir, instance_id):
+    """The host variables that pin an instance's SSH host key in its own known-hosts file (trust on first use).
+
+    ``{}`` when ``known_hosts_dir`` is empty or the instance has no id.
+    """
+    if not known_hosts_dir or instance_id is None or not str(instance_id).strip():
+        return {}
+    path = os.path.join(known_hosts_dir, str(instance_id).strip())
+    return {
+        "vastai_known_hosts_file": path,
+        "ansible_ssh_common_args": "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=accept-new" % shlex.quote(path),
+        # Beats host_key_checking=False from a config or the environment (ansible-runner sets it), which would put
+        # StrictHostKeyChecking=no first on ssh's command line, and ssh keeps the first value.
+        "ansible_host_key_checking": True,
+    }
+
+
 def default_host_name(instance):
     label = _strip(instance.get("label"))
     if label:
@@ -350,6 +390,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _api_url(self):
         return self._templated_option("api_url") or None
+
+    def _known_hosts_dir(self):
+        """The option known_hosts_dir, created (0700) on first use; '' when pinning is off."""
+        path = self.get_option("known_hosts_dir")
+        if not path:
+            return ""
+        path = os.path.abspath(os.path.expanduser(path))
+        if not os.path.isdir(path):
+            try:
+                os.makedirs(path, mode=0o700, exist_ok=True)
+            except OSError as e:
+                raise AnsibleError("Vast.ai inventory: cannot create known_hosts_dir %s: %s" % (path, to_native(e))) from e
+        return path
 
     # -- fetching --------------------------------------------------------------------------------------------------
 
@@ -434,7 +487,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             status_group = self.inventory.add_group(self._sanitize_group_name("%s_%s" % (GROUP_ALL, instance_status(instance))))
             self.inventory.add_child(status_group, host)
 
-            hostvars = wrap_var(instance_to_hostvars(instance))
+            hostvars = wrap_var(dict(instance_to_hostvars(instance),
+                                     **known_hosts_hostvars(self._known_hosts_dir(), instance.get("id"))))
             for key, value in hostvars.items():
                 self.inventory.set_variable(host, key, value)
 

@@ -56,7 +56,6 @@ class Ansible:
         self.envvars = {
             "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""),
             "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".build"),
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
             "ANSIBLE_PRIVATE_KEY_FILE": ssh_private_key,
             "ANSIBLE_PIPELINING": "True",
             "ANSIBLE_NOCOLOR": "1",
@@ -64,6 +63,8 @@ class Ansible:
             "XDG_CONFIG_HOME": config_home,
             # A key in the environment would shadow the key file this fixture wrote.
             "VAST_API_KEY": "",
+            # The inventory pins each instance's host key here (never in the user's ~/.local/state).
+            "VOLTX_VASTAI_KNOWN_HOSTS_DIR": str(workdir / "known_hosts"),
         }
         self.localhost = "localhost ansible_connection=local ansible_python_interpreter=%s" % sys.executable
         self.runs = []

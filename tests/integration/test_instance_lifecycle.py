@@ -85,7 +85,8 @@ def test_guide_filters_rent_the_cheapest_matching_offer_and_ssh_answers(ansible,
     # The module only says "running" once sshd answers: a real login works right away.
     login = subprocess.run(
         ["ssh", "-i", ansible.envvars["ANSIBLE_PRIVATE_KEY_FILE"], "-p", str(rented["instance"]["ssh_port"]),
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+         "-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=%s" % (ansible.workdir / "known_hosts_login"),
+         "-o", "BatchMode=yes",
          "root@%s" % rented["instance"]["ssh_host"], "echo ok"], capture_output=True, text=True, timeout=30, check=False)
     assert login.stdout.strip() == "ok", login.stderr
 

@@ -26,13 +26,14 @@ def recap(output):
     return totals
 
 
-def wait_for_jobs(emulator, instance_id, private_key, attempts=90):
+def wait_for_jobs(emulator, instance_id, private_key, known_hosts_dir, attempts=90):
     """Both jobs leave a completion marker when they end; the fixture's tiny training takes seconds."""
     (row,) = [i for i in emulator.state()["instances"] if i["id"] == instance_id]
     for _attempt in range(attempts):
         markers = subprocess.run(
-            ["ssh", "-i", private_key, "-p", str(row["ssh_port"]), "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+            ["ssh", "-i", private_key, "-p", str(row["ssh_port"]), "-o", "StrictHostKeyChecking=yes",
+             "-o", "UserKnownHostsFile=%s" % os.path.join(known_hosts_dir, str(instance_id)),
+             "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
              "root@%s" % row["ssh_host"], "cat volt-x/logs/phase03.exit volt-x/logs/phase21.exit"],
             capture_output=True, text=True, timeout=30, check=False)
         if markers.returncode == 0:
@@ -49,7 +50,8 @@ class Site:
         self.env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ["PATH"],
                         ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build"), ANSIBLE_PRIVATE_KEY_FILE=private_key,
                         ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
-                        VAST_API_URL=emulator.url, VAST_API_KEY=emulator.api_key)
+                        VAST_API_URL=emulator.url, VAST_API_KEY=emulator.api_key,
+                        VOLTX_VASTAI_KNOWN_HOSTS_DIR=str(tmp_path / "known_hosts"))
         self.source = tmp_path / "volt-x"
         shutil.copytree(os.path.join(ROOT, "tests", "fixtures", "volt-x"), self.source,
                         ignore=shutil.ignore_patterns("target"))
@@ -116,7 +118,7 @@ def test_site_runs_the_guide_and_teardown_waits_for_a_verified_harvest(emulator,
     assert emulator.containers(), "the instance must survive a refused teardown"
 
     # Once the jobs finish, the harvest verifies everything and writes the report from the run's real numbers.
-    wait_for_jobs(emulator, instance["id"], ssh_keypair[0])
+    wait_for_jobs(emulator, instance["id"], ssh_keypair[0], str(tmp_path / "known_hosts"))
     site.play("playbooks/harvest.yml")
     status = json.loads((site.harvest / "report" / "status.json").read_text())
     assert {job: state["exit_status"] for job, state in status["jobs"].items()} == {"phase03": 0, "phase21": 0}
@@ -132,4 +134,8 @@ def test_site_runs_the_guide_and_teardown_waits_for_a_verified_harvest(emulator,
     for name in ("codebook_code.bin", "scaled_vfn_stage1.safetensors", "scaled_vfn_stage2.safetensors",
                  "scaled_vfn.safetensors"):
         assert (site.harvest / "checkpoints" / name).stat().st_size > 0
+    # The results are the user's alone, and the destroyed instance's pinned host key is forgotten.
+    for path in [site.harvest, *site.harvest.rglob("*")]:
+        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
+    assert not (tmp_path / "known_hosts" / str(instance["id"])).exists()
     assert emulator.api_key.encode() not in site.log.read_bytes()

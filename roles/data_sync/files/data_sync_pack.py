@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -193,6 +194,21 @@ def up_to_date(old, file_name, out_path, req, members):
     return recorded == current
 
 
+def make_private(paths):
+    """Directories 0700, files 0600 (the user's data and model are nobody else's); True when a mode changed."""
+    changed = False
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        want = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
+        if stat.S_IMODE(st.st_mode) != want:
+            os.chmod(path, want)
+            changed = True
+    return changed
+
+
 def pack(req, dry_run=False, progress=None):
     staging = os.path.expanduser(req["staging_dir"])
     manifest_path = os.path.expanduser(req["manifest"])
@@ -203,7 +219,7 @@ def pack(req, dry_run=False, progress=None):
         old = {}
     archives, packed, reused = [], [], []
     if not dry_run:
-        os.makedirs(staging, exist_ok=True)
+        os.makedirs(staging, mode=0o700, exist_ok=True)
     for key, name, members in plan_archives(req):
         file_name = name + SUFFIX[req["codec"]]
         out_path = os.path.join(staging, file_name)
@@ -230,6 +246,8 @@ def pack(req, dry_run=False, progress=None):
             os.fsync(f.fileno())
         os.replace(tmp, manifest_path)
         changed = True
+    if not dry_run and make_private([staging, manifest_path] + [a["path"] for a in archives]):
+        changed = True
     summary = ["%s: %s (%d files, %s unpacked)%s" % (
         a["file"], human(a["size"]), len(a["members"]), human(sum(m["size"] for m in a["members"])),
         "" if a["name"] in reused else " packed") for a in archives]
@@ -246,6 +264,8 @@ def main(argv=None):
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--progress")
     a = ap.parse_args(argv)
+    # Everything written here (archives, manifest, temporary files) is readable by the user only.
+    os.umask(0o077)
     if a.request.startswith("@"):
         with open(a.request[1:], encoding="utf-8") as f:
             req = json.load(f)

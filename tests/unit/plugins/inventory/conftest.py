@@ -14,7 +14,8 @@ def clean_env(monkeypatch, tmp_path):
     """No key, URL or cache settings leak in from the machine running the tests; cwd is a scratch directory."""
     for name in ("VAST_API_KEY", "VAST_API_URL", "VAST_REQUEST_TIMEOUT", "XDG_CONFIG_HOME",
                  "ANSIBLE_INVENTORY_CACHE", "ANSIBLE_INVENTORY_CACHE_PLUGIN", "ANSIBLE_CACHE_PLUGIN_CONNECTION",
-                 "ANSIBLE_INVENTORY_CACHE_CONNECTION", "ANSIBLE_INVENTORY_CACHE_TIMEOUT"):
+                 "ANSIBLE_INVENTORY_CACHE_CONNECTION", "ANSIBLE_INVENTORY_CACHE_TIMEOUT",
+                 "VOLTX_VASTAI_KNOWN_HOSTS_DIR"):
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
     home.mkdir()

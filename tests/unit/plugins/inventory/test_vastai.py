@@ -639,3 +639,41 @@ def test_filters_apply_to_cached_list(tmp_path, rows):
     path = write_config(tmp_path, CACHE.format(dir=cache_dir) + "labels: [notebook]\n")
     inventory, dummy = parse(path, NoClient())
     assert sorted(inventory.hosts) == ["notebook"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# pinned host keys (known_hosts_dir)
+# --------------------------------------------------------------------------------------------------------------------
+
+def test_each_instance_gets_its_own_known_hosts_file(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(rows))
+    folder = tmp_path / "home" / ".local" / "state" / "voltx-vastai" / "known_hosts"
+    assert folder.is_dir() and (folder.stat().st_mode & 0o777) == 0o700
+    hv = hostvars(inventory, "train-01")
+    assert hv["vastai_known_hosts_file"] == str(folder / "28765432")
+    assert hv["ansible_ssh_common_args"] == (
+        "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=accept-new" % (folder / "28765432"))
+    assert hv["ansible_host_key_checking"] is True
+    files = set(hostvars(inventory, name)["vastai_known_hosts_file"] for name in inventory.hosts)
+    assert len(files) == len(inventory.hosts)
+
+
+def test_known_hosts_dir_option_and_env(tmp_path, rows, monkeypatch):
+    inventory, dummy = parse(write_config(tmp_path, "known_hosts_dir: %s/pins\n" % tmp_path), FakeClient(rows))
+    assert hostvars(inventory, "notebook")["vastai_known_hosts_file"].startswith(str(tmp_path / "pins") + os.sep)
+    monkeypatch.setenv("VOLTX_VASTAI_KNOWN_HOSTS_DIR", str(tmp_path / "from env"))
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(rows))
+    hv = hostvars(inventory, "train-01")
+    # A path with a space stays one argument when Ansible splits the ssh arguments.
+    assert "UserKnownHostsFile='%s'" % (tmp_path / "from env" / "28765432") in hv["ansible_ssh_common_args"]
+
+
+def test_empty_known_hosts_dir_pins_nothing(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path, "known_hosts_dir: ''\n"), FakeClient(rows))
+    hv = hostvars(inventory, "train-01")
+    assert not {"vastai_known_hosts_file", "ansible_ssh_common_args", "ansible_host_key_checking"} & set(hv)
+
+
+def test_known_hosts_hostvars_without_id(plugin_module):
+    assert plugin_module.known_hosts_hostvars("/pins", None) == {}
+    assert plugin_module.known_hosts_hostvars("", 7) == {}
