@@ -313,9 +313,9 @@ def test_hostvars_numbers_are_numbers(tmp_path):
     floats = ("vastai_dph_total", "vastai_disk_space", "vastai_start_date", "vastai_cuda_max_good",
               "vastai_reliability", "vastai_inet_up", "vastai_inet_down", "vastai_end_date")
     for name in ints:
-        assert type(hv[name]) is int, (name, hv[name])
+        assert isinstance(hv[name], int) and not isinstance(hv[name], bool), (name, hv[name])
     for name in floats:
-        assert type(hv[name]) is float, (name, hv[name])
+        assert isinstance(hv[name], float), (name, hv[name])
     assert (hv["vastai_id"], hv["ansible_port"], hv["vastai_num_gpus"]) == (29100007, 41022, 2)
     assert hv["vastai_dph_total"] == pytest.approx(0.4420833)
 
