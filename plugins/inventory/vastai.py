@@ -7,6 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: vastai
 short_description: Vast.ai instances as an inventory source
+version_added: 1.0.0
 description:
   - Lists the instances of one Vast.ai account (C(GET /api/v1/instances/), every page) and adds one host per instance.
   - Uses a YAML configuration file whose name ends with C(vastai.yml) or C(vastai.yaml).
@@ -15,13 +16,18 @@ description:
     patterns.
   - When two or more listed instances would get the same host name (for example two instances with one label), every one
     of them gets the suffix C(-<id>) and a warning names them; no instance is ever dropped.
-  - Every host is in the group C(vastai) and in C(vastai_<status>), where status is the instance's C(actual_status)
-    (C(vastai_running), C(vastai_loading), C(vastai_exited), ...). An instance whose C(actual_status) is still null is
-    grouped and filtered as C(provisioning).
-  - C(ansible_host), C(ansible_port) and C(ansible_user=root) are set the way C(vastai ssh-url) derives them; direct SSH
-    (C(public_ipaddr) and the host port mapped to C(22/tcp)) when the instance has that mapping, otherwise the Vast.ai SSH
-    proxy (C(ssh_host), C(ssh_port), plus one when the image runtype contains C(jupyter)). An instance with neither
+  - By default every instance of the account is added, whatever its status, so a play can find the instance it rented
+    while it is still loading, after it exited or while its host is offline; O(statuses) narrows the list.
+  - The host variable C(vastai_status) is the instance's C(actual_status), stripped and lower-cased, or C(provisioning)
+    while Vast.ai still reports it as null (the same value the modules return as C(status)).
+  - Every host is in the group C(vastai) and in C(vastai_<vastai_status>) (C(vastai_running), C(vastai_loading),
+    C(vastai_exited), C(vastai_provisioning), ...), so a play can target just the running ones (C(vastai_running)).
+  - C(ansible_host), C(ansible_port) and C(ansible_user=root) are set the way C(vastai ssh-url) derives them, by the
+    same function the modules use for their C(ssh_host) and C(ssh_port); direct SSH (C(public_ipaddr) and the host port
+    mapped to C(22/tcp), the IPv4 entry first) when the instance has that mapping, otherwise the Vast.ai SSH proxy
+    (C(ssh_host), C(ssh_port), plus one when the image runtype contains C(jupyter)). An instance with neither
     still appears, without C(ansible_host) and C(ansible_port).
+  - Numeric host variables (ids, ports, prices, sizes, dates) are numbers even when the API sends them as strings.
   - Every value that comes from the API is marked unsafe, so a label that holds a Jinja2 expression (say a C(pipe) lookup
     between C({{) and C(}})) is never templated.
   - Host keys are pinned per instance, trust on first use; see O(known_hosts_dir).
@@ -71,14 +77,14 @@ options:
     default: 4
   statuses:
     description:
-      - Only instances whose C(actual_status) is one of these values are added.
+      - Only instances whose status (C(vastai_status)) is one of these values are added; case does not matter.
       - Values seen are C(running), C(loading), C(created), C(exited), C(stopped), C(frozen), C(rebooting),
         C(scheduling), C(unknown), C(offline); use C(provisioning) for instances whose C(actual_status) is still null.
-      - The default keeps instances that are up or coming up, the ones a play can (soon) connect to. An empty list
-        adds every instance, whatever its status.
+      - An empty list (the default) adds every instance, whatever its status; the C(vastai_<status>) groups still tell
+        them apart. V([running, loading]) keeps the ones a play can (soon) connect to.
     type: list
     elements: str
-    default: [running, loading]
+    default: []
   labels:
     description:
       - Only instances whose label matches one of these names or shell-style patterns (C(train-*), C(run-0?)) are
@@ -111,12 +117,19 @@ EXAMPLES = r"""
 plugin: voltx.vastai.vastai
 
 ---
-# Every instance whatever its status, only the training ones, against another API endpoint.
+# Only the training instances that are up or coming up, against another API endpoint.
 plugin: voltx.vastai.vastai
 api_url: http://127.0.0.1:8081
-statuses: []
+statuses: [running, loading]
 labels:
   - train-*
+
+---
+# Every instance (the default); plays pick by status group, e.g. "hosts: vastai_running" or
+# "hosts: vastai_exited:vastai_offline" for the ones to inspect or destroy. A composed group on the status variable:
+plugin: voltx.vastai.vastai
+groups:
+  not_up: vastai_status != 'running'
 
 ---
 # Key from a vaulted variable given with --extra-vars; cache the instance list for five minutes.
@@ -142,7 +155,7 @@ groups:
 compose:
   # Reach the instance through the Vast.ai proxy even when it has a direct port.
   ansible_host: vastai_ssh_host
-  ansible_port: vastai_ssh_port
+  ansible_port: vastai_proxy_ssh_port
 
 # Host variables this plugin sets (values are examples; a field the API leaves out is null):
 #   ansible_host: "203.0.113.7"             # only when an SSH endpoint is known
@@ -150,13 +163,14 @@ compose:
 #   ansible_user: "root"
 #   vastai_id: 28765432
 #   vastai_label: "train-01"                # null when unlabeled
-#   vastai_status: "running"                # actual_status; null while provisioning
+#   vastai_status: "running"                # actual_status lower-cased; "provisioning" while it is null
 #   vastai_intended_status: "running"
 #   vastai_cur_state: "running"
 #   vastai_status_msg: "success, running vastai/base-image_cuda-12.8.1-auto/ssh"
 #   vastai_ssh_mode: "direct"               # "direct", "proxy" or null (no SSH endpoint yet)
-#   vastai_ssh_host: "ssh5.vast.ai"         # the proxy endpoint
-#   vastai_ssh_port: 31234
+#   vastai_ssh_host: "ssh5.vast.ai"         # the proxy host
+#   vastai_ssh_port: 31234                  # the API's ssh_port, unchanged
+#   vastai_proxy_ssh_port: 31234            # SSH port on the proxy: ssh_port, plus one for a jupyter runtype
 #   vastai_public_ipaddr: "203.0.113.7"     # whitespace stripped
 #   vastai_direct_ssh_port: 41022           # host port mapped to 22/tcp; null without a mapping
 #   vastai_ports: {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "41022"}]}
@@ -202,48 +216,20 @@ from ansible_collections.voltx.vastai.plugins.module_utils._client import (
     VastError,
     resolve_api_key,
 )
+from ansible_collections.voltx.vastai.plugins.module_utils._endpoint import (
+    SSH_USER,
+    direct_ssh_port,
+    instance_status,
+    proxy_ssh_endpoint,
+    public_ipaddr,
+    ssh_endpoint,
+    to_float,
+    to_int,
+    to_port,
+)
 
 
 GROUP_ALL = "vastai"
-NULL_STATUS = "provisioning"
-SSH_USER = "root"
-
-# Host variable name (without the vastai_ prefix) -> field of the API row, copied as they are.
-_COPIED_FIELDS = (
-    ("id", "id"),
-    ("label", "label"),
-    ("status", "actual_status"),
-    ("intended_status", "intended_status"),
-    ("cur_state", "cur_state"),
-    ("status_msg", "status_msg"),
-    ("ssh_host", "ssh_host"),
-    ("ssh_port", "ssh_port"),
-    ("ports", "ports"),
-    ("image_uuid", "image_uuid"),
-    ("image_runtype", "image_runtype"),
-    ("gpu_name", "gpu_name"),
-    ("num_gpus", "num_gpus"),
-    ("gpu_ram", "gpu_ram"),
-    ("cuda_max_good", "cuda_max_good"),
-    ("driver_version", "driver_version"),
-    ("cpu_cores_effective", "cpu_cores_effective"),
-    ("cpu_ram", "cpu_ram"),
-    ("disk_space", "disk_space"),
-    ("dph_total", "dph_total"),
-    ("is_bid", "is_bid"),
-    ("machine_id", "machine_id"),
-    ("host_id", "host_id"),
-    ("geolocation", "geolocation"),
-    ("reliability", "reliability2"),
-    ("inet_up", "inet_up"),
-    ("inet_down", "inet_down"),
-    ("start_date", "start_date"),
-    ("end_date", "end_date"),
-)
-
-# The only fields of an API row this plugin reads; the cache keeps these and nothing else
-# (no jupyter_token, no extra_env, no onstart).
-CACHED_FIELDS = tuple(sorted(set(field for dummy, field in _COPIED_FIELDS) | {"public_ipaddr"}))
 
 
 def _strip(value):
@@ -253,67 +239,60 @@ def _strip(value):
     return value
 
 
-def _to_port(value):
-    """A port number from an int or a numeric string; None for anything else."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        port = int(str(value).strip())
-    except ValueError:
-        return None
-    return port if 0 < port < 65536 else None
+# Host variable name (without the vastai_ prefix) -> (field of the API row, conversion). Numbers are made numbers
+# here (the API sends some as strings), so that comparisons such as ``vastai_dph_total < 0.5`` in ``groups`` work.
+_COPIED_FIELDS = (
+    ("id", "id", to_int),
+    ("label", "label", _strip),
+    ("intended_status", "intended_status", _strip),
+    ("cur_state", "cur_state", _strip),
+    ("status_msg", "status_msg", _strip),
+    ("ssh_host", "ssh_host", _strip),
+    ("ssh_port", "ssh_port", to_port),
+    ("ports", "ports", _strip),
+    ("image_uuid", "image_uuid", _strip),
+    ("image_runtype", "image_runtype", _strip),
+    ("gpu_name", "gpu_name", _strip),
+    ("num_gpus", "num_gpus", to_int),
+    ("gpu_ram", "gpu_ram", to_int),
+    ("cuda_max_good", "cuda_max_good", to_float),
+    ("driver_version", "driver_version", _strip),
+    ("cpu_cores_effective", "cpu_cores_effective", to_float),
+    ("cpu_ram", "cpu_ram", to_int),
+    ("disk_space", "disk_space", to_float),
+    ("dph_total", "dph_total", to_float),
+    ("is_bid", "is_bid", _strip),
+    ("machine_id", "machine_id", to_int),
+    ("host_id", "host_id", to_int),
+    ("geolocation", "geolocation", _strip),
+    ("reliability", "reliability2", to_float),
+    ("inet_up", "inet_up", to_float),
+    ("inet_down", "inet_down", to_float),
+    ("start_date", "start_date", to_float),
+    ("end_date", "end_date", to_float),
+)
 
-
-def _direct_ssh_port(instance):
-    ports = instance.get("ports")
-    if not isinstance(ports, dict):
-        return None
-    mappings = ports.get("22/tcp")
-    if not isinstance(mappings, list):
-        return None
-    for mapping in mappings:
-        if isinstance(mapping, dict):
-            port = _to_port(mapping.get("HostPort"))
-            if port is not None:
-                return port
-    return None
-
-
-def ssh_endpoint(instance):
-    """(mode, host, port) the way ``vastai ssh-url`` derives them; (None, None, None) when there is none.
-
-    Direct when ``ports["22/tcp"]`` maps a host port and ``public_ipaddr`` is set; otherwise the proxy
-    ``ssh_host``/``ssh_port``, plus one when ``image_runtype`` contains ``jupyter``.
-    """
-    public_ip = _strip(instance.get("public_ipaddr"))
-    direct_port = _direct_ssh_port(instance)
-    if direct_port is not None and public_ip:
-        return "direct", public_ip, direct_port
-    ssh_host = _strip(instance.get("ssh_host"))
-    ssh_port = _to_port(instance.get("ssh_port"))
-    if ssh_host and ssh_port is not None:
-        if "jupyter" in (instance.get("image_runtype") or ""):
-            ssh_port += 1
-        return "proxy", ssh_host, ssh_port
-    return None, None, None
-
-
-def instance_status(instance):
-    """The status used for filtering and the ``vastai_<status>`` group: actual_status, or ``provisioning`` when null."""
-    status = _strip(instance.get("actual_status"))
-    return status if status else NULL_STATUS
+# The only fields of an API row this plugin reads; the cache keeps these and nothing else
+# (no jupyter_token, no extra_env, no onstart).
+CACHED_FIELDS = tuple(sorted(set(field for dummy, field, dummy2 in _COPIED_FIELDS)
+                             | {"actual_status", "public_ipaddr"}))
 
 
 def instance_to_hostvars(instance):
-    """Turn one row of ``GET /api/v1/instances/`` into the host variables of its host (plain values, not yet unsafe)."""
-    hostvars = {}
-    for name, field in _COPIED_FIELDS:
-        hostvars["vastai_" + name] = _strip(instance.get(field))
-    hostvars["vastai_public_ipaddr"] = _strip(instance.get("public_ipaddr"))
-    hostvars["vastai_ssh_port"] = _to_port(instance.get("ssh_port"))
-    hostvars["vastai_direct_ssh_port"] = _direct_ssh_port(instance)
+    """Turn one row of ``GET /api/v1/instances/`` into the host variables of its host (plain values, not yet unsafe).
 
-    mode, host, port = ssh_endpoint(instance)
+    The endpoint and the status come from module_utils._endpoint, the functions the modules use, so
+    ``ansible_host``/``ansible_port``/``vastai_status`` always equal the modules' ``ssh_host``/``ssh_port``/``status``.
+    """
+    hostvars = {}
+    for name, field, convert in _COPIED_FIELDS:
+        hostvars["vastai_" + name] = convert(instance.get(field))
+    hostvars["vastai_status"] = instance_status(instance)
+    hostvars["vastai_public_ipaddr"] = public_ipaddr(instance)
+    hostvars["vastai_direct_ssh_port"] = direct_ssh_port(instance)
+    hostvars["vastai_proxy_ssh_port"] = proxy_ssh_endpoint(instance)[1]
+
+    host, port, mode = ssh_endpoint(instance)
     hostvars["vastai_ssh_mode"] = mode
     hostvars["ansible_user"] = SSH_USER
     if host is not None:
@@ -455,7 +434,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     # -- populating ------------------------------------------------------------------------------------------------
 
     def _select(self, instances):
-        statuses = self.get_option("statuses") or []
+        # Compared the way instance_status() normalises the API's value, so "Running" or " running" still match.
+        statuses = set(str(s).strip().lower() for s in self.get_option("statuses") or [])
         patterns = self.get_option("labels") or []
         selected = {}
         for instance in instances:

@@ -2,18 +2,18 @@
 # Copyright: (c) 2026, voltx engineers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Pure helpers for instances and SSH keys: endpoint selection, progress classification,
+"""Pure helpers for instances and SSH keys: the module result, progress classification,
 offer choice, create body, public-key parsing. No Ansible and no HTTP here."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import math
 import re
 import socket
 
-SSH_USER = "root"
+from ._endpoint import SSH_USER, instance_status, public_ipaddr, ssh_endpoint, to_float, to_int
+
 RUNTYPES = {
     "ssh_direct": "ssh_direc ssh_proxy",
     "ssh_proxy": "ssh_proxy",
@@ -24,7 +24,6 @@ LABEL_MAX = 1024
 DISK_MIN_GB = 8.0
 # actual_status values that mean "this fresh instance will never come up".
 FAILED_STATUSES = frozenset(["exited", "offline"])
-PENDING_STATUSES = frozenset([None, "", "created", "loading", "scheduling", "rebooting", "restarting", "unknown"])
 KEY_PREFIXES = ("ssh-", "ecdsa-", "sk-")
 
 # Outcomes recorded in the instance module's ``attempts`` list.
@@ -40,63 +39,13 @@ OUTCOME_CREATE_UNCERTAIN = "create_failed_not_found"
 OUTCOME_WOULD_RENT = "would_rent"
 
 
-def _int(value):
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
-def ssh_endpoint(inst):
-    """(host, port, kind) for SSH: ports["22/tcp"] HostPort with public_ipaddr (direct), else
-    ssh_host/ssh_port (proxy). (None, None, None) when neither is known yet."""
-    if not isinstance(inst, dict):
-        return None, None, None
-    ports = inst.get("ports")
-    ip = inst.get("public_ipaddr")
-    ip = ip.strip() if isinstance(ip, str) else None
-    if isinstance(ports, dict) and ip:
-        mappings = ports.get("22/tcp")
-        if isinstance(mappings, list):
-            for mapping in mappings:
-                if not isinstance(mapping, dict):
-                    continue
-                port = _int(mapping.get("HostPort"))
-                if port and 0 < port < 65536:
-                    return ip, port, "direct"
-    host = inst.get("ssh_host")
-    host = host.strip() if isinstance(host, str) else None
-    port = _int(inst.get("ssh_port"))
-    if host and port and 0 < port < 65536:
-        runtype = inst.get("image_runtype") or ""
-        if "jupyter" in str(runtype) and "22/tcp" not in (ports or {}):
-            port += 1  # the CLI's ssh-url rule for jupyter proxy runtypes
-        return host, port, "proxy"
-    return None, None, None
-
-
-def instance_status(inst):
-    if not isinstance(inst, dict):
-        return None
-    status = inst.get("actual_status")
-    return status.strip().lower() if isinstance(status, str) else status
-
-
 def summarize_instance(inst):
     """The ``instance`` dict the modules return."""
     if not isinstance(inst, dict):
         return None
     host, port, kind = ssh_endpoint(inst)
     return {
-        "id": _int(inst.get("id")),
+        "id": to_int(inst.get("id")),
         "label": inst.get("label"),
         "status": instance_status(inst),
         "intended_status": inst.get("intended_status"),
@@ -105,14 +54,14 @@ def summarize_instance(inst):
         "ssh_port": port,
         "ssh_kind": kind,
         "ssh_user": SSH_USER,
-        "public_ipaddr": inst.get("public_ipaddr"),
-        "dph_total": _float(inst.get("dph_total")),
+        "public_ipaddr": public_ipaddr(inst),
+        "dph_total": to_float(inst.get("dph_total")),
         "gpu_name": inst.get("gpu_name"),
-        "num_gpus": _int(inst.get("num_gpus")),
-        "machine_id": _int(inst.get("machine_id")),
-        "start_date": inst.get("start_date"),
+        "num_gpus": to_int(inst.get("num_gpus")),
+        "machine_id": to_int(inst.get("machine_id")),
+        "start_date": to_float(inst.get("start_date")),
         "image": inst.get("image_uuid"),
-        "disk_gb": _float(inst.get("disk_space")),
+        "disk_gb": to_float(inst.get("disk_space")),
         "is_bid": inst.get("is_bid"),
     }
 
@@ -121,7 +70,7 @@ def over_price(inst, max_dph):
     """True when the instance's contract price is known and above ``max_dph``."""
     if max_dph is None or not isinstance(inst, dict):
         return False
-    price = _float(inst.get("dph_total"))
+    price = to_float(inst.get("dph_total"))
     return price is not None and price > float(max_dph) + 1e-9
 
 
@@ -151,7 +100,7 @@ def classify_progress(inst, now, attempt_started, loading_timeout, deadline, ssh
 def choose_next_offer(ranked, tried):
     """First offer in ``ranked`` whose id is not in ``tried``; None when exhausted."""
     for offer in ranked:
-        oid = _int(offer.get("id")) if isinstance(offer, dict) else None
+        oid = to_int(offer.get("id")) if isinstance(offer, dict) else None
         if oid is not None and oid not in tried:
             return offer
     return None

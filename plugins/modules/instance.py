@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: instance
 short_description: Rent, start, stop and destroy a Vast.ai instance identified by its label
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Manages one Vast.ai instance identified by O(label). A second run with the same label rents nothing.
   - To rent, the module searches offers with the filters (or takes O(offer_id)), re-checks each offer on the
@@ -178,7 +178,9 @@ instance:
       type: str
       sample: voltx-train
     status:
-      description: The instance's C(actual_status), for example C(loading), C(running), C(exited).
+      description:
+        - The instance's C(actual_status), for example C(loading), C(running), C(exited); C(provisioning) while
+          Vast.ai still reports it as null.
       type: str
       sample: running
     intended_status:
@@ -269,6 +271,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils._base import VastModule, offer_filter_argument_spec, vast_argument_spec
 from ..module_utils._client import VastError, VastOfferUnavailableError, VastRateLimitError, VastTransportError
+from ..module_utils._endpoint import instance_status, ssh_endpoint
 from ..module_utils._instance import (
     DISK_MIN_GB,
     LABEL_MAX,
@@ -283,12 +286,10 @@ from ..module_utils._instance import (
     choose_next_offer,
     classify_progress,
     find_account_key,
-    instance_status,
     outcome_for,
     over_price,
     parse_public_key,
     probe_ssh,
-    ssh_endpoint,
     summarize_instance,
 )
 from ..module_utils._offers import select_offers

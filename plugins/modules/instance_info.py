@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: instance_info
 short_description: List Vast.ai instances of the account
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Returns the account's Vast.ai instances, all of them or those with a given O(id) or O(label),
     optionally only those whose status is in O(statuses).
@@ -30,6 +30,7 @@ options:
   statuses:
     description:
       - Only instances whose C(actual_status) is one of these, for example V([running, loading]).
+      - V(provisioning) matches instances whose C(actual_status) is still null.
     type: list
     elements: str
 extends_documentation_fragment:
@@ -71,7 +72,7 @@ instances:
       type: str
       sample: voltx-train
     status:
-      description: The instance's C(actual_status).
+      description: The instance's C(actual_status); C(provisioning) while Vast.ai still reports it as null.
       type: str
       sample: running
     intended_status:
@@ -124,7 +125,8 @@ instances:
 from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils._base import VastModule, vast_argument_spec
-from ..module_utils._instance import instance_status, summarize_instance
+from ..module_utils._endpoint import instance_status
+from ..module_utils._instance import summarize_instance
 
 
 class VastInstanceInfo(VastModule):

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: offer_info
 short_description: Search Vast.ai GPU offers
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Searches the Vast.ai marketplace (C(POST /api/v0/bundles/)) with the filters of the quickstart guide's
     Step 1 and returns the matching offers, ranked.

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: ssh_key
 short_description: Manage the SSH public keys of a Vast.ai account
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Adds or removes an SSH public key of the Vast.ai account. Vast.ai puts the account keys on new instances.
   - Keys are matched by type and base64 body; the comment is ignored.

@@ -67,3 +67,11 @@ def test_status_and_label_filters(ansible, emulator, tmp_path):
 
     by_label = ansible.inventory(write_inventory(tmp_path, "statuses: []\nlabels: ['other-*']\n"))[0]
     assert set(by_label["_meta"]["hostvars"]) == {"other-job"}
+
+    # By default every instance is listed, the stopped one too, with its status as a variable and a group.
+    every = ansible.inventory(write_inventory(tmp_path))[0]
+    assert set(every["_meta"]["hostvars"]) == {LABEL, "other-job"}
+    stopped = plain(every["_meta"]["hostvars"]["other-job"]["vastai_status"])
+    assert stopped in ("exited", "stopped")
+    assert every["vastai_" + stopped]["hosts"] == ["other-job"]
+    assert every["vastai_running"]["hosts"] == [LABEL]

@@ -22,6 +22,8 @@ from ansible.plugins.loader import inventory_loader
 from ansible.template import Templar
 
 from ansible_collections.voltx.vastai.plugins.module_utils._client import VastAuthError, VastClient, VastTransportError
+from ansible_collections.voltx.vastai.plugins.module_utils._endpoint import to_int
+from ansible_collections.voltx.vastai.plugins.module_utils._instance import summarize_instance
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN = "voltx.vastai.vastai"
@@ -225,7 +227,7 @@ def test_hostvars_without_endpoint(rows, plugin_module):
     assert "ansible_host" not in hv and "ansible_port" not in hv
     assert hv["ansible_user"] == "root"
     assert hv["vastai_ssh_mode"] is None
-    assert hv["vastai_status"] is None
+    assert hv["vastai_status"] == "provisioning"
 
 
 @pytest.mark.parametrize("ports", [
@@ -263,12 +265,92 @@ def test_assign_host_names(plugin_module):
     assert ("a", [1, 2]) in collided and ("vastai-3", [3, 4]) in collided
 
 
+def load_endpoint_rows():
+    """The endpoint cases shared with the module_utils tests (direct, proxy-only, jupyter, loading, IPv6, strings)."""
+    path = os.path.join(HERE, os.pardir, "module_utils", "fixtures", "instance_rows.json")
+    with open(path) as f:
+        return json.load(f)
+
+
+def all_fixture_rows():
+    return load_rows() + load_endpoint_rows()
+
+
+def test_hostvars_agree_with_module_summary_on_every_row(tmp_path):
+    """What ``ansible-inventory`` shows and what instance/instance_info return are one answer, row by row."""
+    rows = all_fixture_rows()
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(rows))
+    by_id = dict((to_int(r["id"]), r) for r in rows)
+    assert len(inventory.hosts) == len(by_id)
+    for host in inventory.hosts.values():
+        hv = host.get_vars()
+        summary = summarize_instance(by_id[hv["vastai_id"]])
+        assert (hv.get("ansible_host"), hv.get("ansible_port"), hv["vastai_ssh_mode"]) == (
+            summary["ssh_host"], summary["ssh_port"], summary["ssh_kind"]), host.name
+        assert hv["vastai_status"] == summary["status"], host.name
+        assert hv["vastai_id"] == summary["id"], host.name
+        assert hv["vastai_public_ipaddr"] == summary["public_ipaddr"], host.name
+        assert hv["vastai_dph_total"] == summary["dph_total"], host.name
+        assert hv["vastai_disk_space"] == summary["disk_gb"], host.name
+        assert hv["ansible_user"] == summary["ssh_user"], host.name
+        assert host.name in group_hosts(inventory, "vastai_" + summary["status"])
+
+
+def test_jupyter_direct_loading_row_uses_proxy_plus_one(tmp_path):
+    # The row the module and the inventory used to disagree on (31234 vs 31235).
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(load_endpoint_rows()))
+    hv = hostvars(inventory, "ep-jupyter-direct-loading")
+    assert (hv["ansible_host"], hv["ansible_port"], hv["vastai_ssh_mode"]) == ("ssh5.vast.ai", 31235, "proxy")
+    assert hv["vastai_ssh_port"] == 31234 and hv["vastai_proxy_ssh_port"] == 31235
+    assert hv["vastai_direct_ssh_port"] == 41022
+
+
+def test_hostvars_numbers_are_numbers(tmp_path):
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(load_endpoint_rows()))
+    hv = hostvars(inventory, "ep-strings")  # the API sent these as strings
+    ints = ("ansible_port", "vastai_id", "vastai_ssh_port", "vastai_proxy_ssh_port", "vastai_direct_ssh_port",
+            "vastai_num_gpus", "vastai_machine_id", "vastai_host_id", "vastai_gpu_ram", "vastai_cpu_ram")
+    floats = ("vastai_dph_total", "vastai_disk_space", "vastai_start_date", "vastai_cuda_max_good",
+              "vastai_reliability", "vastai_inet_up", "vastai_inet_down", "vastai_end_date")
+    for name in ints:
+        assert isinstance(hv[name], int) and not isinstance(hv[name], bool), (name, hv[name])
+    for name in floats:
+        assert isinstance(hv[name], float), (name, hv[name])
+    assert (hv["vastai_id"], hv["ansible_port"], hv["vastai_num_gpus"]) == (29100007, 41022, 2)
+    assert hv["vastai_dph_total"] == pytest.approx(0.4420833)
+
+
+def test_numbers_usable_in_constructed_groups(tmp_path):
+    config = "groups:\n  cheap: vastai_dph_total < 0.5\n  multi: vastai_num_gpus > 1\n"
+    inventory, dummy = parse(write_config(tmp_path, config), FakeClient(load_endpoint_rows()))
+    assert "ep-strings" in group_hosts(inventory, "cheap")
+    assert group_hosts(inventory, "multi") == ["ep-strings"]
+
+
+def test_every_status_reachable_with_its_group(tmp_path):
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(load_endpoint_rows()))
+    assert group_hosts(inventory, "vastai_provisioning") == ["ep-null-status"]
+    assert group_hosts(inventory, "vastai_exited") == ["ep-exited"]
+    assert group_hosts(inventory, "vastai_loading") == ["ep-jupyter-direct-loading", "ep-loading"]
+    assert hostvars(inventory, "ep-exited")["vastai_status"] == "exited"  # " Exited " from the API
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # inventory construction
 # --------------------------------------------------------------------------------------------------------------------
 
-def test_default_statuses_running_and_loading(tmp_path, rows):
+def test_default_lists_every_status(tmp_path, rows):
     inventory, dummy = parse(write_config(tmp_path), FakeClient(rows))
+    assert len(inventory.hosts) == len(rows)
+    assert group_hosts(inventory, "vastai_running") == sorted(RUNNING)
+    assert group_hosts(inventory, "vastai_loading") == ["train-02"]
+    assert group_hosts(inventory, "vastai_exited") == ["old-run"]
+    assert group_hosts(inventory, "vastai_provisioning") == ["fresh"]
+    assert hostvars(inventory, "old-run")["vastai_status"] == "exited"
+
+
+def test_statuses_running_and_loading(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path, "statuses: [running, loading]\n"), FakeClient(rows))
     assert sorted(inventory.hosts) == sorted(RUNNING + ["train-02"])
     assert group_hosts(inventory, "vastai") == sorted(RUNNING + ["train-02"])
     assert group_hosts(inventory, "vastai_running") == sorted(RUNNING)
@@ -295,7 +377,7 @@ def test_all_statuses(tmp_path, rows):
     assert group_hosts(inventory, "vastai_exited") == ["old-run"]
     assert group_hosts(inventory, "vastai_provisioning") == ["fresh"]
     hv = hostvars(inventory, "fresh")
-    assert "ansible_host" not in hv and hv["vastai_status"] is None
+    assert "ansible_host" not in hv and hv["vastai_status"] == "provisioning"
     hv = hostvars(inventory, "old-run")
     assert (hv["ansible_host"], hv["ansible_port"]) == ("ssh2.vast.ai", 21020)
 
@@ -303,6 +385,11 @@ def test_all_statuses(tmp_path, rows):
 def test_status_filter(tmp_path, rows):
     inventory, dummy = parse(write_config(tmp_path, "statuses: [exited, provisioning]\n"), FakeClient(rows))
     assert sorted(inventory.hosts) == ["fresh", "old-run"]
+
+
+def test_status_filter_ignores_case(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path, "statuses: [' Exited']\n"), FakeClient(rows))
+    assert sorted(inventory.hosts) == ["old-run"]
 
 
 @pytest.mark.parametrize("labels, expected", [

@@ -1,4 +1,4 @@
-"""Pure instance/ssh-key helpers: endpoint selection, progress, offer choice, create body, keys."""
+"""Pure instance/ssh-key helpers: module result, progress, offer choice, create body, keys."""
 
 from __future__ import annotations
 
@@ -13,37 +13,10 @@ from ansible_collections.voltx.vastai.plugins.module_utils._instance import (
     outcome_for,
     parse_public_key,
     probe_ssh,
-    ssh_endpoint,
     summarize_instance,
 )
 
 ED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Ww3fTQv6Yz5mM2m8mZ2n5nLr4cX1bBq9Xk0n1J3x"
-
-
-def test_ssh_endpoint_direct_preferred():
-    inst = {"ports": {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "41022"}]}, "public_ipaddr": " 203.0.113.7\n",
-            "ssh_host": "ssh5.vast.ai", "ssh_port": 31234}
-    assert ssh_endpoint(inst) == ("203.0.113.7", 41022, "direct")
-
-
-def test_ssh_endpoint_proxy_fallback():
-    assert ssh_endpoint({"ports": None, "public_ipaddr": "1.2.3.4", "ssh_host": "ssh5.vast.ai",
-                         "ssh_port": "31234"}) == ("ssh5.vast.ai", 31234, "proxy")
-    assert ssh_endpoint({"ports": {"22/tcp": [{"HostPort": "x"}]}, "public_ipaddr": "1.2.3.4",
-                         "ssh_host": "h", "ssh_port": 22}) == ("h", 22, "proxy")
-    assert ssh_endpoint({"ports": {"22/tcp": [{"HostPort": "41022"}]}, "public_ipaddr": "",
-                         "ssh_host": "h", "ssh_port": 22}) == ("h", 22, "proxy")
-
-
-def test_ssh_endpoint_jupyter_proxy_plus_one():
-    assert ssh_endpoint({"ssh_host": "h", "ssh_port": 100, "image_runtype": "jupyter_proxy ssh_proxy"}) == (
-        "h", 101, "proxy")
-
-
-def test_ssh_endpoint_unknown():
-    assert ssh_endpoint({"actual_status": "loading"}) == (None, None, None)
-    assert ssh_endpoint(None) == (None, None, None)
-    assert ssh_endpoint({"ssh_host": "h", "ssh_port": 70000}) == (None, None, None)
 
 
 def test_summarize_instance():

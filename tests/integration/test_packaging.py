@@ -1,0 +1,156 @@
+"""The collection as a user gets it: built with ansible-galaxy, installed offline next to the `ansible` package's
+collections (which must satisfy galaxy.yml's dependencies), and documented by ansible-doc from the installed copy.
+
+No Docker, no network; a few seconds.
+"""
+
+import ast
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import tarfile
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV_BIN = os.path.dirname(sys.executable)
+# The collections the `ansible` package installed into this venv (ansible.posix, community.general, ...).
+SITE_COLLECTIONS = sysconfig.get_paths()["purelib"]
+
+with open(os.path.join(ROOT, "galaxy.yml")) as f:
+    GALAXY = yaml.safe_load(f)
+
+# Paths that exist to develop, test or run this checkout; none may reach the tarball.
+NOT_SHIPPED = ("tests/", "molecule/", "Makefile", ".ci/", ".config/", "docs/", ".venv", ".build", "harvest/",
+               "inventories/", "site.yml", "ansible.cfg", "requirements.txt", ".ansible-lint", ".gitignore",
+               "changelogs/fragments/", "changelogs/.plugin-cache.yaml")
+SHIPPED = ("MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.md", "changelogs/changelog.yaml", "meta/runtime.yml",
+           "plugins/modules/instance.py", "plugins/module_utils/_endpoint.py", "plugins/inventory/vastai.py",
+           "roles/build/tasks/main.yml", "playbooks/rent.yml")
+# FQCNs that need no entry in galaxy.yml's dependencies.
+BUILTIN = ("ansible.builtin", "ansible.legacy", "%s.%s" % (GALAXY["namespace"], GALAXY["name"]))
+
+
+def run(argv, tmp_path, collections_path=None):
+    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""),
+               ANSIBLE_GALAXY_CACHE_DIR=str(tmp_path / "galaxy_cache"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
+    env.pop("ANSIBLE_CONFIG", None)  # the checkout's ansible.cfg must not help the installed copy
+    if collections_path is not None:
+        env["ANSIBLE_COLLECTIONS_PATH"] = collections_path
+    else:
+        env.pop("ANSIBLE_COLLECTIONS_PATH", None)
+    proc = subprocess.run(argv, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
+    output = "\n".join((proc.stdout, proc.stderr))
+    assert proc.returncode == 0, "%s failed (%s):\n%s" % (" ".join(argv), proc.returncode, output)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    run(["ansible-galaxy", "collection", "build", ROOT, "--output-path", str(out)], out)
+    built = glob.glob(str(out / "*.tar.gz"))
+    assert [os.path.basename(p) for p in built] == ["%s-%s-%s.tar.gz" % (GALAXY["namespace"], GALAXY["name"],
+                                                                         GALAXY["version"])]
+    return built[0]
+
+
+@pytest.fixture(scope="module")
+def members(tarball):
+    with tarfile.open(tarball) as tar:
+        return sorted(m.name for m in tar.getmembers())
+
+
+@pytest.fixture(scope="module")
+def installed(tarball, tmp_path_factory):
+    """The tarball installed offline; the dependency resolver may only use the venv's `ansible` collections."""
+    target = tmp_path_factory.mktemp("installed")
+    proc = run(["ansible-galaxy", "collection", "install", "--offline", "-p", str(target), tarball], target,
+               collections_path=SITE_COLLECTIONS)
+    return target, proc.stdout
+
+
+def test_tarball_holds_only_the_collection(members):
+    leaked = [m for m in members if m.startswith(NOT_SHIPPED) or m.rstrip("/") in [p.rstrip("/") for p in NOT_SHIPPED]]
+    assert not leaked, "build_ignore in galaxy.yml lets these into the tarball: %s" % leaked
+    missing = [m for m in SHIPPED if m not in members]
+    assert not missing, "the tarball lacks %s" % missing
+
+
+def test_manifest_declares_the_dependencies(tarball):
+    with tarfile.open(tarball) as tar:
+        manifest = json.load(tar.extractfile("MANIFEST.json"))["collection_info"]
+    assert manifest["version"] == GALAXY["version"]
+    assert manifest["dependencies"] == GALAXY["dependencies"]
+
+
+def _used_collections():
+    """Collections named by FQCN in the shipped roles and playbooks: task keywords, filters, tests, lookups."""
+    patterns = (
+        re.compile(r"^\s*(?:-\s+)?([a-z0-9_]+\.[a-z0-9_]+)\.[a-z0-9_]+:", re.M),           # - ns.coll.module:
+        re.compile(r"\|\s*([a-z0-9_]+\.[a-z0-9_]+)\.[a-z0-9_]+"),                          # | ns.coll.filter
+        re.compile(r"\bis\s+(?:not\s+)?([a-z0-9_]+\.[a-z0-9_]+)\.[a-z0-9_]+"),             # is ns.coll.test
+        re.compile(r"\b(?:lookup|query|q)\(\s*['\"]([a-z0-9_]+\.[a-z0-9_]+)\.[a-z0-9_]+"),  # lookup('ns.coll.x'
+    )
+    used = {}
+    for path in glob.glob(os.path.join(ROOT, "roles", "**", "*.y*ml"), recursive=True) + \
+            glob.glob(os.path.join(ROOT, "roles", "**", "*.j2"), recursive=True) + \
+            glob.glob(os.path.join(ROOT, "playbooks", "*.y*ml")):
+        with open(path) as f:
+            text = f.read()
+        for pattern in patterns:
+            for name in pattern.findall(text):
+                used.setdefault(name, set()).add(os.path.relpath(path, ROOT))
+    return dict((name, paths) for name, paths in used.items() if name not in BUILTIN)
+
+
+def test_every_used_collection_is_a_dependency():
+    used = _used_collections()
+    assert "ansible.posix" in used  # roles/build synchronizes the local source; proves the scan sees FQCNs
+    undeclared = dict((name, sorted(paths)) for name, paths in used.items() if name not in GALAXY["dependencies"])
+    assert not undeclared, "used but not in galaxy.yml dependencies: %s" % undeclared
+
+
+def test_plugins_version_added_is_the_collection_version():
+    for path in glob.glob(os.path.join(ROOT, "plugins", "*", "*.py")):
+        if "/module_utils/" in path or "/doc_fragments/" in path or path.endswith("__init__.py"):
+            continue
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        docs = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", None) == "DOCUMENTATION" for t in node.targets)]
+        assert docs, "%s has no DOCUMENTATION" % path
+        assert str(yaml.safe_load(docs[0]).get("version_added")) == GALAXY["version"], path
+
+
+def test_offline_install_resolves_dependencies_from_the_ansible_package(installed):
+    target, stdout = installed
+    assert os.path.isfile(os.path.join(str(target), "ansible_collections", "voltx", "vastai", "MANIFEST.json"))
+    for name in GALAXY["dependencies"]:
+        # Found in the venv, within galaxy.yml's range (the resolver fails the install otherwise).
+        assert re.search(r"'%s:[0-9.]+' is already installed" % re.escape(name), stdout), stdout
+
+
+@pytest.mark.parametrize("plugin_type, name", [("module", "voltx.vastai.instance"),
+                                               ("inventory", "voltx.vastai.vastai")])
+def test_ansible_doc_renders_from_the_installed_copy(installed, tmp_path, plugin_type, name):
+    target, dummy = installed
+    proc = run(["ansible-doc", "-t", plugin_type, name], tmp_path,
+               collections_path=os.pathsep.join([str(target), SITE_COLLECTIONS]))
+    assert os.path.join(str(target), "ansible_collections", "voltx", "vastai") in proc.stdout
+    assert "Vast.ai" in proc.stdout and "OPTIONS" in proc.stdout
+    proc = run(["ansible-doc", "--json", "-t", plugin_type, name], tmp_path,
+               collections_path=os.pathsep.join([str(target), SITE_COLLECTIONS]))
+    doc = json.loads(proc.stdout)[name]["doc"]
+    assert (doc["collection"], doc["version_added"]) == ("voltx.vastai", GALAXY["version"])
+
+
+def test_changelog_fragments_lint():
+    proc = subprocess.run([os.path.join(VENV_BIN, "antsibull-changelog"), "lint"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
