@@ -142,7 +142,8 @@ def build_figure(series, title_lines, empty_text=None):
                 fontsize=12, gid="empty-state")
         return fig
     for s in drawn:
-        ax.plot(s["x"], s["loss"], linewidth=1.2, label="stage %d (%s)" % (s["stage"], s["log"]), gid="stage-%d" % s["stage"])
+        ax.plot(s["x"], s["loss"], linewidth=1.2, label="stage %d (%s)" % (s["stage"], s["log"]),
+                gid="stage-%d" % s["stage"])
     for s in drawn:
         if s["start"] > 0:
             ax.axvline(s["start"] + 0.5, color="black", linestyle="--", linewidth=1.0, gid="stage-boundary")
@@ -328,8 +329,8 @@ def build_report(cfg):
                    "complete": states[cur_i]["complete"]}
     report = {
         "generated": int(now),
-        "jobs": {k: {"alive": v.get("alive"), "exit_status": (v.get("marker") or {}).get("status"), "state": job_state(v)}
-                 for k, v in jobs.items()},
+        "jobs": {k: {"alive": v.get("alive"), "exit_status": (v.get("marker") or {}).get("status"),
+                     "state": job_state(v)} for k, v in jobs.items()},
         "session_alive": status.get("session_alive"),
         "stages": states,
         "curriculum_complete": bool(states) and all(s["complete"] for s in states),
@@ -375,7 +376,9 @@ def main(argv):
     json_path = os.path.join(report_dir, "status.json")
     try:
         with open(json_path) as f:
-            loss_changed = json.load(f).get("series") != report["series"]
+            # compared as text: a NaN loss never equals itself
+            previous = json.dumps(json.load(f).get("series"), sort_keys=True)
+        loss_changed = previous != json.dumps(report["series"], sort_keys=True)
     except (OSError, ValueError):
         loss_changed = True
     png_path = os.path.join(report_dir, "loss.png")
@@ -383,7 +386,8 @@ def main(argv):
         import matplotlib  # pylint: disable=import-outside-toplevel
         matplotlib.use("Agg")
     except ImportError:
-        report["plot"] = "not drawn: matplotlib is not installed for %s (pip install -r requirements.txt)" % sys.executable
+        report["plot"] = "not drawn: matplotlib is not installed for %s (pip install -r requirements.txt)" % (
+            sys.executable)
     else:
         fig = figure_for(report)
         fig.savefig(png_path + ".tmp.png", format="png")
