@@ -280,3 +280,11 @@ def test_unchanged_logs_are_not_a_change(tmp_path, monkeypatch):
     with open(tmp_path / "dest" / "logs" / "phase21_stage1.log", "a") as f:
         f.write("epoch 2/2 step 1 loss=0.1\n")
     assert run_main(cfg, tmp_path, monkeypatch)["loss_changed"]
+
+
+def test_argument_specs_document_the_defaults_report_py_is_tested_with():
+    with open(os.path.join(ROLE, "meta", "argument_specs.yml")) as f:
+        specs = yaml.safe_load(f)["argument_specs"]
+    for entry in specs.values():
+        assert entry["options"]["harvest_loss_pattern"]["default"] == PATTERN
+        assert entry["options"]["harvest_stages"]["default"] == STAGES
