@@ -141,9 +141,10 @@ def rented(api, keys):
     assert api.call("GET", "/api/v0/ssh/").status_code == 404
     added = api.ok("POST", "/api/v0/ssh/", json={"ssh_key": keys["account"][1]})
     assert added["key"]["public_key"] == keys["account"][1]
-    # The onstart appends, so a restart that runs it again shows as a second line.
+    # The onstart appends, so a restart that runs it again shows as a second line; it writes only when sshd is
+    # already up, as Vast's SSH launch mode runs it after starting sshd.
     instance_id = api.rent(CHEAPEST_MATCH, disk=250.0, label="shared", env={"VOLT_MODE": "test", "-p 8080:8080": "1"},
-                           onstart="echo onstart-ran >> /root/onstart.out")
+                           onstart="pgrep -x sshd > /dev/null && echo onstart-ran >> /root/onstart.out")
     first = api.show(instance_id)
     assert first["actual_status"] in (None, "created", "loading")
     assert first["ports"] is None
