@@ -266,8 +266,11 @@ def extract_error_code(body):
 
 
 def is_offer_unavailable(status, body, text=None):
-    """status in 400/404/410 and ``no_such_ask`` or code ``3603`` in error/msg."""
-    if status not in (400, 404, 410):
+    """status in 400/404/410 (or a 2xx whose body says ``success: false``) and ``no_such_ask`` or code
+    ``3603`` in error/msg."""
+    refused_ok = isinstance(status, int) and 200 <= status < 300 and isinstance(body, dict) \
+        and body.get("success") is False
+    if status not in (400, 404, 410) and not refused_ok:
         return False
     parts = []
     if isinstance(body, dict):

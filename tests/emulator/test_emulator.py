@@ -30,6 +30,17 @@ RTX_3090 = 24655920
 H100 = 24687596
 A100 = 24671758
 AUTH_ERROR = {"success": False, "error": "auth_error", "msg": "Invalid user key"}
+IMAGE = "nvidia/cuda:12.8.0-devel-ubuntu22.04"
+# Exactly what `vastai --curl create instance 12345 --image vastai/base-image:@vastai-automatic-tag --disk 250
+# --label mylab --onstart-cmd 'echo hi' --ssh --direct --env '-e FOO=bar -p 8080:8080 -p 7000:7000/udp -h myhost'`
+# sends (reference section 3.2).
+CLI_CREATE_BODY = {
+    "client_id": "me", "image": "vastai/base-image:@vastai-automatic-tag",
+    "env": {"FOO": "bar", "-p 8080:8080": "1", "-p 7000:7000/udp": "1", "-h": "myhost"},
+    "price": None, "disk": 250.0, "label": "mylab", "extra": None, "onstart": "echo hi", "image_login": None,
+    "python_utf8": False, "lang_utf8": False, "use_jupyter_lab": False, "jupyter_dir": None, "force": False,
+    "cancel_unavail": False, "template_hash_id": None, "user": None, "runtype": "ssh_direc ssh_proxy",
+}
 
 
 class Api:
@@ -51,19 +62,42 @@ class Api:
         return self.ok("GET", "/api/v0/instances/%d/" % instance_id, params={"owner": "me"})["instances"]
 
     def rent(self, offer_id, **body):
-        payload = {"client_id": "me", "image": "voltx-vastai-host:latest", "env": {}, "price": None, "disk": 10.0,
-                   "label": None, "onstart": None, "runtype": "ssh_direc ssh_proxy", "cancel_unavail": False}
+        payload = dict(CLI_CREATE_BODY, image=IMAGE, env={}, disk=10.0, label=None, onstart=None)
         payload.update(body)
         return self.ok("PUT", "/api/v0/asks/%d/" % offer_id, json=payload)["new_contract"]
 
     def wait_for(self, instance_id, status, timeout=40):
+        return self.wait_until(instance_id, lambda row: row["actual_status"] == status, status, timeout)
+
+    def wait_until(self, instance_id, condition, what, timeout=40):
         deadline = time.time() + timeout
         while time.time() < deadline:
             row = self.show(instance_id)
-            if row["actual_status"] == status:
+            if condition(row):
                 return row
             time.sleep(0.3)
-        raise AssertionError("instance %d never reached %s: %s" % (instance_id, status, row))
+        raise AssertionError("instance %d never reached %s: %s" % (instance_id, what, row))
+
+    def destroy(self, instance_id):
+        self.ok("DELETE", "/api/v0/instances/%d/" % instance_id, json={})
+
+
+def direct_port(row):
+    return int(row["ports"]["22/tcp"][0]["HostPort"])
+
+
+def ledger_row(emulator, instance_id):
+    return emulator.state()["ledger"]["instances"][str(instance_id)]
+
+
+def wait_for_ledger(emulator, instance_id, condition, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        row = ledger_row(emulator, instance_id)
+        if condition(row):
+            return row
+        time.sleep(0.1)
+    raise AssertionError("ledger of %d never changed as expected: %s" % (instance_id, row))
 
 
 def ssh(port, key, command="true"):
@@ -107,8 +141,10 @@ def rented(api, keys):
     assert api.call("GET", "/api/v0/ssh/").status_code == 404
     added = api.ok("POST", "/api/v0/ssh/", json={"ssh_key": keys["account"][1]})
     assert added["key"]["public_key"] == keys["account"][1]
+    # The onstart appends, so a restart that runs it again shows as a second line; it writes only when sshd is
+    # already up, as Vast's SSH launch mode runs it after starting sshd.
     instance_id = api.rent(CHEAPEST_MATCH, disk=250.0, label="shared", env={"VOLT_MODE": "test", "-p 8080:8080": "1"},
-                           onstart="echo onstart-ran > /root/onstart.out")
+                           onstart="pgrep -x sshd > /dev/null && echo onstart-ran >> /root/onstart.out")
     first = api.show(instance_id)
     assert first["actual_status"] in (None, "created", "loading")
     assert first["ports"] is None
@@ -147,12 +183,102 @@ def test_search_translates_fields_like_the_server(api):
     assert ids(driver_version={"gte": 575000000}) < everything
     assert ids(verified={"eq": False}) == ids(verification={"eq": "unverified"})
     assert ids(duration={"gte": 86400.0 * 1000}) == set()
-    assert ids(no_such_column={"eq": "x"}) == everything  # unknown columns are ignored, like the real server
     assert ids(gpu_name={"in": ["H100 SXM", "A100 SXM4"]}, num_gpus={"eq": "1"}) == {H100, A100}
     # The disk part of the price: 250 GB pushes the $0.197 offer (storage $0.20/GB/month) over $0.20/h.
     assert ids(**{**GUIDE_QUERY, "allocated_storage": 250}) == set(GUIDE_MATCHES_BY_SCORE) - {24537135}
     bid = api.ok("POST", "/api/v0/bundles/", json={"type": "bid", "id": {"eq": RTX_3090}})["offers"][0]
     assert bid["is_bid"] and bid["dph_total"] == pytest.approx(bid["min_bid"] + bid["storage_cost"] * 5 / 720)
+
+
+def test_search_refuses_unknown_fields(api):
+    response = api.call("POST", "/api/v0/bundles/", json=dict(GUIDE_QUERY, gpu_nmae={"eq": "RTX 5090"}))
+    assert (response.status_code, response.json()) == (400, {
+        "success": False, "error": "invalid_request",
+        "msg": "Error in query parameters: gpu_nmae is not a valid search key"})
+    by_get = api.call("GET", "/api/v0/bundles/", params={"q": json.dumps({"disk_gb": {"gte": 10}})})
+    assert by_get.status_code == 400 and "disk_gb" in by_get.json()["msg"]
+
+
+def test_search_takes_every_field_the_collection_may_send(api):
+    from ansible_collections.voltx.vastai.plugins.module_utils import _offers
+
+    # The guide's options in full, as the offer lookup builds them.
+    body = _offers.build_offer_query(
+        gpu_name="RTX_5090", num_gpus=1, min_cpu_cores=8, min_host_cpu_cores=128, min_ram_gb=64, min_disk_gb=250,
+        min_cuda=12.8, max_dph=0.2, min_reliability=0.95, min_inet_up_mbps=100, min_duration_days=3,
+        rental_type="interruptible", limit=10, allocated_storage=250)
+    assert api.call("POST", "/api/v0/bundles/", json=body).status_code == 200
+    refused = [field for field in sorted(_offers.KNOWN_OFFER_FIELDS)
+               if api.call("POST", "/api/v0/bundles/", json={field: {"neq": None}}).status_code != 200]
+    assert refused == []
+
+
+# ---- create -----------------------------------------------------------------------------------------------------
+
+def test_create_takes_exactly_what_the_official_client_sends(emulator, api):
+    created = api.ok("PUT", "/api/v0/asks/%d/" % RTX_3090, json=CLI_CREATE_BODY)
+    assert created["success"] is True
+    try:
+        row = api.show(created["new_contract"])
+        assert (row["image_uuid"], row["image_runtype"], row["disk_space"], row["label"]) == (
+            "vastai/base-image:@vastai-automatic-tag", "ssh_direc ssh_proxy", 250.0, "mylab")
+        assert row["extra_env"] == [["FOO", "bar"], ["-p 8080:8080", "1"], ["-p 7000:7000/udp", "1"], ["-h", "myhost"]]
+    finally:
+        api.destroy(created["new_contract"])
+
+
+@pytest.mark.parametrize("change, complaint", [
+    ({"disk_gb": 250}, "unexpected field disk_gb"),
+    ({"lable": "typo"}, "unexpected field lable"),
+    ({"disk": "250"}, "disk must be of type number"),
+    ({"env": "-e FOO=bar -p 8080:8080"}, "env must be of type object"),
+    ({"env": [["FOO", "bar"]]}, "env must be of type object"),
+    ({"env": {"FOO": 1}}, "env value of FOO must be a string"),
+    ({"price": "0.1"}, "price must be of type number"),
+    ({"cancel_unavail": "false"}, "cancel_unavail must be of type boolean"),
+    ({"runtype": "ssh_direct_please"}, "invalid runtype"),
+])
+def test_create_refuses_unknown_keys_and_wrong_types(emulator, api, change, complaint):
+    before = len(emulator.state()["instances"])
+    response = api.call("PUT", "/api/v0/asks/%d/" % RTX_3090, json=dict(CLI_CREATE_BODY, **change))
+    body = response.json()
+    assert (response.status_code, body["success"], body["error"], body["ask_id"]) == (
+        400, False, "invalid_args", RTX_3090)
+    assert body["msg"].startswith("error 400/3467: Invalid args: ") and complaint in body["msg"]
+    assert len(emulator.state()["instances"]) == before  # nothing rented
+    assert RTX_3090 in [o["id"] for o in api.ok("POST", "/api/v0/bundles/", json={})["offers"]]
+
+
+def test_create_refuses_more_disk_than_the_offer_has(api):
+    offer = api.ok("POST", "/api/v0/bundles/", json={"id": {"eq": RTX_3090}})["offers"][0]
+    response = api.call("PUT", "/api/v0/asks/%d/" % RTX_3090, json=dict(CLI_CREATE_BODY, disk=offer["disk_space"] + 1))
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_args")
+    assert "disk" in response.json()["msg"]
+
+
+def test_unknown_image_fails_like_a_failed_pull(emulator, api):
+    instance_id = api.rent(RTX_3090, image="nvidia/cuda:12.8.0-devel-ubuntu24.04")  # 22.04 is what exists
+    try:
+        row = api.wait_until(instance_id, lambda r: "manifest unknown" in (r["status_msg"] or ""), "a failed pull")
+        assert row["actual_status"] == "created" and row["ports"] is None
+        assert not [name for name in emulator.containers() if name.startswith("vastemu-%d-" % instance_id)]
+    finally:
+        api.destroy(instance_id)
+
+
+def test_bid_below_min_bid_waits_unscheduled(emulator, api):
+    offer = api.ok("POST", "/api/v0/bundles/", json={"type": "bid", "id": {"eq": RTX_3090}})["offers"][0]
+    instance_id = api.rent(RTX_3090, price=round(offer["min_bid"] / 2, 4))
+    try:
+        row = api.show(instance_id)
+        assert (row["actual_status"], row["intended_status"], row["cur_state"], row["is_bid"]) == (
+            "scheduling", "running", "stopped", True)
+        assert "unavailable" in row["status_msg"] and row["ports"] is None
+        billed = wait_for_ledger(emulator, instance_id, lambda entry: entry["storage_cost"] > 0)
+        assert (billed["running_seconds"], billed["gpu_cost"]) == (0, 0)
+        assert not [name for name in emulator.containers() if name.startswith("vastemu-%d-" % instance_id)]
+    finally:
+        api.destroy(instance_id)
 
 
 # ---- auth and retired endpoints -------------------------------------------------------------------------------
@@ -176,10 +302,16 @@ def test_v0_instance_list_is_gone(api):
 
 # ---- the shared instance --------------------------------------------------------------------------------------
 
-def test_rented_instance_runs_and_takes_ssh(emulator, api, keys, rented):
+def test_rented_instance_runs_and_takes_ssh_direct_and_through_the_proxy(emulator, api, keys, rented):
     row = api.wait_for(rented, "running")
-    port = row["ssh_port"]
+    port = direct_port(row)
     assert row["ports"] == {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
+    assert row["image_runtype"] == "ssh_direc ssh_proxy"
+    assert row["ssh_port"] != port  # the proxy is its own endpoint, forwarding to the same sshd
+    proxied = ssh(row["ssh_port"], keys["account"][0], "hostname")
+    direct = ssh(port, keys["account"][0], "hostname")
+    assert proxied.returncode == 0 and direct.returncode == 0, proxied.stderr + direct.stderr
+    assert proxied.stdout == direct.stdout  # one container behind both endpoints
     assert (row["ssh_host"], row["public_ipaddr"], row["label"]) == ("127.0.0.1", "127.0.0.1", "shared")
     assert row["extra_env"] == [["VOLT_MODE", "test"], ["-p 8080:8080", "1"]]
     assert isinstance(row["start_date"], float) and row["disk_space"] == 250.0
@@ -192,14 +324,16 @@ def test_rented_instance_runs_and_takes_ssh(emulator, api, keys, rented):
     assert any(name.startswith("vastemu-%d-" % rented) for name in emulator.containers())
     assert CHEAPEST_MATCH not in [o["id"] for o in api.ok("POST", "/api/v0/bundles/", json=GUIDE_QUERY)["offers"]]
     # Billing runs while the instance is running, and shows as spent credit.
-    time.sleep(0.2)
-    ledger = emulator.state()["ledger"]
-    assert ledger["instances"][str(rented)]["cost"] > 0 and ledger["total"] > 0
+    billed = wait_for_ledger(emulator, rented, lambda entry: entry["gpu_cost"] > 0 and entry["storage_cost"] > 0)
+    assert billed["cost"] == pytest.approx(billed["gpu_cost"] + billed["storage_cost"], abs=1e-6)
+    assert billed["storage_dph"] == pytest.approx(row["storage_cost"] * 250 / 720)
+    assert billed["gpu_dph"] == pytest.approx(row["dph_base"])
+    assert emulator.state()["ledger"]["total"] > 0
     assert api.ok("GET", "/api/v0/users/current")["credit"] < 25.0
 
 
 def test_attached_keys_work(api, keys, rented):
-    port = api.wait_for(rented, "running")["ssh_port"]
+    port = direct_port(api.wait_for(rented, "running"))
     assert ssh(port, keys["attached"][0]).returncode == 0
     assert api.ok("POST", "/api/v0/instances/%d/ssh/" % rented, json={"ssh_key": keys["late"][1]})["success"]
     assert ssh(port, keys["late"][0]).returncode == 0
@@ -270,6 +404,25 @@ def test_offer_taken_faults(emulator, api):
     assert (small.status_code, small.json()["error"]) == (400, "invalid_args")
 
 
+@pytest.mark.parametrize("form, offer_id, status, error, code", [
+    ("404", 24640082, 404, "invalid_args", "error 404/3603: "),
+    ("410", 24648001, 410, "no_such_ask", "error 410/3907: "),
+    ("400", 24663839, 400, "no_such_ask", "error 400/3603: "),
+    ("200", 24679677, 200, "no_such_ask", ""),
+])
+def test_offer_gone_in_each_form(emulator, api, form, offer_id, status, error, code):
+    emulator.set_faults(offer_taken={"offers": [offer_id], "form": form})
+    try:
+        taken = api.call("PUT", "/api/v0/asks/%d/" % offer_id, json=dict(CLI_CREATE_BODY, image=IMAGE))
+        body = taken.json()
+        assert (taken.status_code, body["success"], body["error"], body["ask_id"]) == (status, False, error, offer_id)
+        assert body["msg"].startswith(code + "no_such_ask Instance type ")
+        again = api.call("PUT", "/api/v0/asks/%d/" % offer_id, json=dict(CLI_CREATE_BODY, image=IMAGE))
+        assert again.status_code == status  # now really rented by someone else: the same form
+    finally:
+        emulator.set_faults(offer_taken={"form": "404"})
+
+
 def test_overprice_and_boot_delay(emulator, api):
     listed = api.ok("POST", "/api/v0/bundles/", json={"id": {"eq": RTX_4090}, "allocated_storage": 10})["offers"][0]
     emulator.set_faults(overprice={"count": 1, "factor": 1.5}, boot_delay=3)
@@ -286,26 +439,73 @@ def test_overprice_and_boot_delay(emulator, api):
 
 # ---- lifecycle of the shared instance -------------------------------------------------------------------------
 
-def test_stop_and_start(emulator, api, keys, rented):
+ONSTART_RUNS = "for i in $(seq 50); do [ $(wc -l < /root/onstart.out) -ge %d ] && break; sleep 0.2; done; " \
+               "cat /root/onstart.out"
+
+
+def test_stop_bills_storage_only_and_start_runs_onstart_again(emulator, api, keys, rented):
+    api.wait_for(rented, "running")
+    assert ssh(api.show(rented)["ssh_port"], keys["account"][0], ONSTART_RUNS % 1).stdout.split() == ["onstart-ran"]
     api.ok("PUT", "/api/v0/instances/%d/" % rented, json={"state": "stopped"})
     row = api.show(rented)
     assert (row["actual_status"], row["intended_status"], row["cur_state"], row["ports"]) == (
         "exited", "stopped", "stopped", None)
-    seconds = emulator.state()["ledger"]["instances"][str(rented)]["running_seconds"]
-    time.sleep(0.5)
-    assert emulator.state()["ledger"]["instances"][str(rented)]["running_seconds"] == seconds
+    stopped = ledger_row(emulator, rented)
+    later = wait_for_ledger(emulator, rented, lambda entry: entry["storage_cost"] > stopped["storage_cost"])
+    assert (later["running_seconds"], later["gpu_cost"]) == (stopped["running_seconds"], stopped["gpu_cost"])
     api.ok("PUT", "/api/v0/instances/%d/" % rented, json={"state": "running", "label": "restarted"})
     row = api.wait_for(rented, "running")
     assert row["label"] == "restarted"
-    assert ssh(row["ssh_port"], keys["account"][0]).returncode == 0
-    assert ssh(row["ssh_port"], keys["attached"][0]).returncode == 0  # attached keys survive a restart
+    assert ssh(row["ssh_port"], keys["account"][0]).returncode == 0  # the proxy port survives a restart
+    assert ssh(direct_port(row), keys["attached"][0]).returncode == 0  # attached keys survive a restart
+    # Vast runs the create body's onstart on every container start, after sshd is up.
+    assert ssh(row["ssh_port"], keys["account"][0], ONSTART_RUNS % 2).stdout.split() == ["onstart-ran"] * 2
 
 
-def test_preempt_shows_as_vast_does(emulator, api, rented):
-    emulator.preempt(rented)
+def test_preempt_stopped_keeps_the_disk_and_starts_again(emulator, api, keys, rented):
+    row = api.wait_for(rented, "running")
+    runs = len(ssh(row["ssh_port"], keys["account"][0], ONSTART_RUNS % 1).stdout.split())
+    assert runs >= 1
+    emulator.preempt(rented)  # kind "stopped" by default
     row = api.show(rented)
     assert (row["actual_status"], row["intended_status"], row["cur_state"]) == ("exited", "running", "stopped")
-    assert "preempted" in row["status_msg"]
+    assert "preempted" in row["status_msg"] and row["ports"] is None
+    assert any(name.startswith("vastemu-%d-" % rented) for name in emulator.containers())
+    preempted = ledger_row(emulator, rented)
+    wait_for_ledger(emulator, rented, lambda entry: entry["storage_cost"] > preempted["storage_cost"])
+    assert ledger_row(emulator, rented)["gpu_cost"] == preempted["gpu_cost"]
+    api.ok("PUT", "/api/v0/instances/%d/" % rented, json={"state": "running"})
+    row = api.wait_for(rented, "running")
+    # The disk survived: the file the onstart wrote before the preemption is still there.
+    kept = ssh(row["ssh_port"], keys["account"][0], ONSTART_RUNS % (runs + 1))
+    assert kept.stdout.split() == ["onstart-ran"] * (runs + 1), kept.stderr
+
+
+def test_proxy_only_runtype_then_host_lost(emulator, api, keys):
+    instance_id = api.rent(RTX_4090, runtype="ssh_proxy")
+    try:
+        api.ok("POST", "/api/v0/instances/%d/ssh/" % instance_id, json={"ssh_key": keys["late"][1]})
+        row = api.wait_for(instance_id, "running")
+        assert row["image_runtype"] == "ssh_proxy" and "22/tcp" not in row["ports"]
+        assert ssh(row["ssh_port"], keys["late"][0]).returncode == 0
+
+        emulator.preempt(instance_id, kind="host_lost")
+        row = api.show(instance_id)
+        assert (row["actual_status"], row["intended_status"], row["ports"]) == ("offline", "running", None)
+        assert not [name for name in emulator.containers() if name.startswith("vastemu-%d-" % instance_id)]
+        assert ssh(row["ssh_port"], keys["late"][0]).returncode != 0
+        # A start is taken but the machine never returns.
+        api.ok("PUT", "/api/v0/instances/%d/" % instance_id, json={"state": "running"})
+        assert api.show(instance_id)["actual_status"] == "offline"
+        lost = ledger_row(emulator, instance_id)
+        later = wait_for_ledger(emulator, instance_id, lambda entry: entry["storage_cost"] > lost["storage_cost"])
+        assert later["gpu_cost"] == lost["gpu_cost"]
+    finally:
+        api.destroy(instance_id)
+    assert api.show(instance_id) is None
+    final = ledger_row(emulator, instance_id)
+    # Billing stopped at the destroy: a later read (milliseconds later, and the ledger counts milliseconds) agrees.
+    assert final["destroyed"] and ledger_row(emulator, instance_id)["rented_seconds"] == final["rented_seconds"]
 
 
 def test_destroy_removes_the_container(emulator, api, rented):

@@ -122,9 +122,11 @@ def test_three_rate_limits_then_success_rent_exactly_one_instance(ansible, emula
     assert results["Rent"]["instance"]["status"] == "running"
 
 
-def test_offer_taken_between_search_and_rent_moves_to_the_next_offer(ansible, emulator):
+@pytest.mark.parametrize("form", ["404", "410", "400", "200"])
+def test_offer_taken_between_search_and_rent_moves_to_the_next_offer(ansible, emulator, form):
+    """Each way Vast says an offer is gone (404/3603, 410/3907, 400 and a 200 with success false)."""
     cheapest, second = guide_matches()[:2]
-    emulator.set_faults(offer_taken=[cheapest["id"]])
+    emulator.set_faults(offer_taken={"offers": [cheapest["id"]], "form": form})
     runner, results = ansible.playbook([rent_task()])
     assert runner.status == "successful", runner.stdout.read()
     attempts = results["Rent"]["attempts"]

@@ -6,6 +6,7 @@ generation counter so a boot watcher notices that a stop, start or destroy overt
 """
 
 import base64
+import fnmatch
 import json
 import secrets
 import threading
@@ -14,6 +15,7 @@ from datetime import datetime, timezone
 
 from . import offers as offer_search
 from .containers import DockerError, ssh_banner_ready
+from .proxy import TcpProxy
 
 INITIAL_CREDIT = 25.0
 ENV_NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
@@ -32,6 +34,9 @@ FILTERABLE_COLUMNS = {"id", "actual_status", "intended_status", "cur_state", "ne
                       "verification", "machine_id", "host_id", "image_uuid", "is_bid", "template_id", "start_date"}
 PAGE_SIZE = 25
 PULL_PROGRESS = "Pulling image: 3f4ac1d2e8b7: Downloading [=======>          ]  1.27GB/3.02GB"
+# Images the emulated registry holds (shell patterns); every one of them runs as the test host image.
+DEFAULT_IMAGES = ("nvidia/cuda:*-devel-ubuntu22.04", "nvidia/cuda:*-runtime-ubuntu22.04", "vastai/base-image:*")
+OFFER_GONE_FORMS = ("404", "410", "400", "200")
 
 
 class ApiError(Exception):
@@ -54,6 +59,19 @@ def no_such_instance():
     return envelope(404, "no_such_instance", "Instance not found")
 
 
+def offer_gone(offer_id, form="404"):
+    """The four ways Vast says an offer is gone (reference section 3.2), picked by the offer_taken fault."""
+    if form == "410":
+        return envelope(410, "no_such_ask", "error 410/3907: no_such_ask Instance type %d is no longer available."
+                        % offer_id, ask_id=offer_id)
+    msg = "no_such_ask Instance type by id %d is not available." % offer_id
+    if form == "400":
+        return envelope(400, "no_such_ask", "error 400/3603: " + msg, ask_id=offer_id)
+    if form == "200":  # some clients saw a 200 whose body says it failed
+        return envelope(200, "no_such_ask", msg, ask_id=offer_id)
+    return envelope(404, "invalid_args", "error 404/3603: " + msg, ask_id=offer_id)
+
+
 class Instance:
     """A contract: the row Vast shows plus what the emulator needs to drive its container."""
 
@@ -68,6 +86,15 @@ class Instance:
         self.container_created = False
         self.running_since = None
         self.running_seconds = 0.0
+        self.created_at = time.time()
+        self.destroyed_at = None
+        self.gpu_dph = 0.0  # set with the contract price; the storage part is record["storage_total_cost"]
+        self.image_known = True
+        self.unscheduled = False  # a bid below min_bid waits for the GPU and never runs
+        self.host_lost = False
+        self.direct = False
+        self.sshd_port = None  # the container's published sshd port while it is started
+        self.proxy = None
         self.docker_lock = threading.Lock()  # keeps docker start/stop/rm of one container in request order
 
     @property
@@ -76,9 +103,10 @@ class Instance:
 
 
 class Account:
-    def __init__(self, docker, catalog_path=None):
+    def __init__(self, docker, catalog_path=None, images=DEFAULT_IMAGES):
         self.docker = docker
         self.catalog_path = catalog_path
+        self.images = tuple(images)
         self.lock = threading.RLock()
         self.next_instance_id = 28765432
         self.next_key_id = 1234
@@ -91,6 +119,7 @@ class Account:
         self.ssh_keys = []
         self.requests = []
         self.faults = {"rate_limit": 0, "server_error": 0, "offer_taken": [], "offer_taken_count": 0,
+                       "offer_taken_form": "404",
                        "stuck_loading": 0, "overprice": {"count": 0, "factor": 1.0}, "boot_delay": 0.0}
 
     # ---- offers -------------------------------------------------------------------------------------------
@@ -110,8 +139,10 @@ class Account:
             if offer is not None and not offer["rented"] and self._take_by_fault(offer):
                 offer["rented"] = True
             if offer is None or offer["rented"] or not offer["rentable"]:
-                raise envelope(404, "invalid_args", "error 404/3603: no_such_ask Instance type by id %d is not "
-                               "available." % offer_id, ask_id=offer_id)
+                raise offer_gone(offer_id, self.faults["offer_taken_form"])
+            if request["disk"] > offer["disk_space"]:
+                raise invalid_args("disk %s GB is more than the %s GB this offer has" % (
+                    request["disk"], offer["disk_space"]), ask_id=offer_id)
             offer["rented"] = True
             instance = self._new_instance(offer, request)
             self.instances[instance.id] = instance
@@ -167,7 +198,20 @@ class Account:
             search=dict(breakdown), instance=dict(breakdown),
         )
         keys = [key["key"] for key in self.ssh_keys]
-        return Instance(record, offer["id"], self.docker.container_name(instance_id), stuck, keys)
+        instance = Instance(record, offer["id"], self.docker.container_name(instance_id), stuck, keys)
+        instance.gpu_dph = dph_total - disk_hour
+        # The proxy endpoint exists from creation on and keeps its port for the contract's life.
+        instance.proxy = TcpProxy(lambda: instance.sshd_port)
+        record["ssh_port"] = instance.proxy.port
+        instance.direct = request["direct"]
+        instance.image_known = any(fnmatch.fnmatchcase(request["image"], pattern) for pattern in self.images)
+        if bid and request["price"] < offer["min_bid"]:
+            # Outbid from the start: the contract exists (and its disk bills) but the GPU goes to higher bids.
+            instance.unscheduled = True
+            record.update(actual_status="scheduling", cur_state="stopped", status_msg=(
+                "Required resources are currently unavailable, state change queued: bid $%s/h is below the "
+                "current minimum $%s/h" % (request["price"], offer["min_bid"])))
+        return instance
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
@@ -179,6 +223,9 @@ class Account:
 
     def _boot(self, instance, generation):
         """Creates (first time) and starts the container, then waits for sshd before the instance shows as running."""
+        if instance.unscheduled or not instance.image_known:
+            self._set_if_current(instance, generation, **self._never_starts(instance))
+            return
         with instance.docker_lock:
             try:
                 if not self._current(instance, generation):
@@ -190,6 +237,9 @@ class Account:
                                          status_msg="Creating container")
                 self.docker.start(instance.container)
                 port = self.docker.ssh_port(instance.container)
+                with self.lock:
+                    if self._current(instance, generation):
+                        instance.sshd_port = port  # the proxy forwards here from now on
             except DockerError as error:
                 self._set_if_current(instance, generation, actual_status="created",
                                      status_msg="Error response from daemon: %s" % error)
@@ -200,10 +250,19 @@ class Account:
                 if instance.destroyed:
                     self.docker.remove(instance.container)
         loading_msg = PULL_PROGRESS if instance.stuck else "Starting container"
-        self._set_if_current(instance, generation, actual_status="loading", status_msg=loading_msg,
-                             ssh_port=port, machine_dir_ssh_port=port)
+        self._set_if_current(instance, generation, actual_status="loading", status_msg=loading_msg)
         if not instance.stuck:
             self._wait_for_sshd(instance, generation, port)
+
+    @staticmethod
+    def _never_starts(instance):
+        """The fields of an instance whose container can never start: outbid from the start, or a failed pull."""
+        if instance.unscheduled:
+            return {"actual_status": "scheduling", "cur_state": "stopped",
+                    "status_msg": "Required resources are currently unavailable, state change queued"}
+        image = instance.record["image_uuid"]
+        return {"actual_status": "created", "status_msg": (
+            "Error response from daemon: manifest for %s not found: manifest unknown: manifest unknown" % image)}
 
     def _create_container(self, instance):
         env = dict(_plain_env(instance.record["extra_env"]))
@@ -234,9 +293,11 @@ class Account:
             if not self._current(instance, generation):
                 return
             instance.running_since = time.time()
+            # Only direct runtypes get container port 22 mapped on the host; proxy ones are reached via ssh_port.
+            ports = {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]} if instance.direct else {}
             instance.record.update(
                 actual_status="running", status_msg="success, running %s/ssh" % instance.record["image_uuid"],
-                ports={"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}, gpu_util=0.0, gpu_temp=34.0,
+                ports=ports, gpu_util=0.0, gpu_temp=34.0,
                 cpu_util=0.01, mem_usage=0.3, mem_limit=round(instance.record["cpu_ram"] / 1000.0, 1),
                 vmem_usage=0.0, disk_usage=0.4, disk_util=round(0.4 / instance.record["disk_space"], 4),
             )
@@ -252,6 +313,7 @@ class Account:
             instance.running_seconds += time.time() - instance.running_since
             instance.running_since = None
         instance.generation += 1
+        instance.sshd_port = None
         instance.record.update(ports=None, gpu_util=None, gpu_temp=None, cpu_util=None, **fields)
         return instance.generation
 
@@ -267,12 +329,14 @@ class Account:
             self._destroy_locked(instance)
         with instance.docker_lock:
             self.docker.remove(instance.container)
+        instance.proxy.close()
         return {"success": True, "msg": "Instance destroyed successfully"}
 
     def _destroy_locked(self, instance):
         self._leave_running(instance, actual_status="exited", intended_status="stopped", cur_state="unloaded",
                             next_state="unloaded", status_msg="Instance destroyed")
         instance.destroyed = True
+        instance.destroyed_at = time.time()
         offer = self.offers.get(instance.offer_id)
         if offer is not None:
             offer["rented"] = False  # the GPU is free again, so the offer is listed again
@@ -299,6 +363,9 @@ class Account:
 
     def _stop(self, instance):
         with self.lock:
+            if instance.host_lost:  # nothing left to stop; the wish is recorded
+                instance.record.update(intended_status="stopped", next_state="stopped")
+                return
             self._leave_running(instance, actual_status="exited", intended_status="stopped", cur_state="stopped",
                                 next_state="stopped", status_msg="Instance stopped by user")
         with instance.docker_lock:
@@ -310,6 +377,9 @@ class Account:
     def _start(self, instance):
         with self.lock:
             record = instance.record
+            if instance.host_lost:  # the machine is gone: the start is queued forever
+                record.update(intended_status="running", next_state="running")
+                return
             if record["intended_status"] == "running" and record["actual_status"] in (None, "created", "loading",
                                                                                       "running"):
                 return  # already running or on its way there
@@ -320,21 +390,37 @@ class Account:
     def reboot_instance(self, instance_id):
         with self.lock:
             instance = self._get_live(instance_id)
+            if instance.host_lost:
+                return {"success": True}  # queued, like a start; the machine never comes back
         self._stop(instance)
         with self.lock:
             instance.record["actual_status"] = "rebooting"  # what Vast shows until the container is up again
         self._start(instance)
         return {"success": True}
 
-    def preempt(self, instance_id):
-        """Outbid: the container is killed abruptly; Vast keeps the contract and shows it stopped."""
+    def preempt(self, instance_id, body):
+        """kind "stopped": outbid; the container is killed abruptly, its disk kept, and it can be started again.
+        kind "host_lost": the machine dropped off; container and disk are gone and the instance never returns."""
+        kind = (body or {}).get("kind", "stopped")
+        if kind not in ("stopped", "host_lost"):
+            raise envelope(400, "invalid_args", "kind must be stopped or host_lost")
         with self.lock:
             instance = self._get_live(instance_id)
-            self._leave_running(instance, actual_status="exited", intended_status="running", cur_state="stopped",
-                                next_state="stopped",
-                                status_msg="Instance preempted: outbid by a higher priority renter")
+            if kind == "stopped":
+                self._leave_running(instance, actual_status="exited", intended_status="running", cur_state="stopped",
+                                    next_state="stopped",
+                                    status_msg="Instance preempted: outbid by a higher priority renter")
+            else:
+                instance.host_lost = True
+                self._leave_running(instance, actual_status="offline", cur_state="stopped",
+                                    status_msg="Host machine is offline: no heartbeat since %s" %
+                                    datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
         with instance.docker_lock:
-            self.docker.kill(instance.container)
+            if kind == "stopped":
+                self.docker.kill(instance.container)
+            else:
+                self.docker.remove(instance.container)
+                instance.container_created = False
         return {"success": True, "instance": self._view(instance)}
 
     # ---- instance views -----------------------------------------------------------------------------------
@@ -430,17 +516,24 @@ class Account:
     # ---- user, ledger, faults, control --------------------------------------------------------------------
 
     def ledger(self):
+        """Storage bills from creation to destroy whatever the state; the GPU part only while running."""
         with self.lock:
             now = time.time()
             rows = {}
             for instance in self.instances.values():
-                seconds = instance.running_seconds
+                running = instance.running_seconds
                 if instance.running_since is not None:
-                    seconds += now - instance.running_since
-                rows[str(instance.id)] = {"dph_total": instance.record["dph_total"],
-                                          "running_seconds": round(seconds, 3),
-                                          "cost": round(instance.record["dph_total"] * seconds / 3600.0, 7),
-                                          "destroyed": instance.destroyed}
+                    running += now - instance.running_since
+                rented = (instance.destroyed_at or now) - instance.created_at
+                storage_dph = instance.record["storage_total_cost"]
+                gpu_cost = instance.gpu_dph * running / 3600.0
+                storage_cost = storage_dph * rented / 3600.0
+                rows[str(instance.id)] = {
+                    "dph_total": instance.record["dph_total"], "gpu_dph": round(instance.gpu_dph, 7),
+                    "storage_dph": storage_dph, "running_seconds": round(running, 3),
+                    "rented_seconds": round(rented, 3), "gpu_cost": round(gpu_cost, 7),
+                    "storage_cost": round(storage_cost, 7), "cost": round(gpu_cost + storage_cost, 7),
+                    "destroyed": instance.destroyed}
             return {"currency": "USD", "instances": rows,
                     "total": round(sum(row["cost"] for row in rows.values()), 7)}
 
@@ -473,7 +566,17 @@ class Account:
             return self.faults_view()
 
     def _set_offer_taken(self, spec):
-        if isinstance(spec, list):
+        """[ids], N, or {"offers": [ids], "count": N, "form": "404"|"410"|"400"|"200"}: the form stays set."""
+        if isinstance(spec, dict):
+            form = str(spec.get("form", self.faults["offer_taken_form"]))
+            if form not in OFFER_GONE_FORMS:
+                raise envelope(400, "invalid_args", "offer_taken form must be one of %s" % ", ".join(OFFER_GONE_FORMS))
+            self.faults["offer_taken_form"] = form
+            if "offers" in spec:
+                self._set_offer_taken(list(spec["offers"]))
+            if "count" in spec:
+                self._set_offer_taken(int(spec["count"]))
+        elif isinstance(spec, list):
             self.faults["offer_taken"] = sorted(set(self.faults["offer_taken"]) | {int(i) for i in spec})
         else:
             self.faults["offer_taken_count"] = int(spec)
@@ -516,39 +619,71 @@ class Account:
         for instance in live:
             with instance.docker_lock:  # waits for a boot thread's docker create/start still in flight
                 self.docker.remove(instance.container)
+            instance.proxy.close()
         self.docker.sweep()
 
 
 # ---- request validation and list helpers ----------------------------------------------------------------------
 
+STR, NUM, BOOL, OBJ, LIST, INT = "string", "number", "boolean", "object", "list", "integer"
+# Keys a create body may carry and their JSON types (None is accepted where the CLI sends null): what the
+# official client's build_create_instance_payload sends, plus the extras Vast documents (reference section 3.2).
+CREATE_KEYS = {
+    "client_id": STR, "image": STR, "env": OBJ, "price": NUM, "disk": NUM, "label": STR, "extra": STR,
+    "onstart": STR, "image_login": STR, "python_utf8": BOOL, "lang_utf8": BOOL, "use_jupyter_lab": BOOL,
+    "jupyter_dir": STR, "force": BOOL, "cancel_unavail": BOOL, "template_hash_id": STR, "user": STR,
+    "runtype": STR, "args": LIST, "volume_info": OBJ,
+    "target_state": STR, "args_str": STR, "template_id": INT, "vm": BOOL,
+}
+TYPE_CHECKS = {
+    STR: lambda v: isinstance(v, str),
+    NUM: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    BOOL: lambda v: isinstance(v, bool),
+    OBJ: lambda v: isinstance(v, dict),
+    LIST: lambda v: isinstance(v, list),
+}
+RUNTYPE_TOKENS = {"ssh", "jupyter", "args", "ssh_proxy", "ssh_direc", "ssh_direct", "jupyter_proxy",
+                  "jupyter_direc", "jupyter_direct"}
+DIRECT_TOKENS = {"ssh_direc", "ssh_direct", "jupyter_direc", "jupyter_direct"}
+
+
 def _validate_create(offer_id, body):
     if not isinstance(body, dict):
         raise invalid_args("body must be a JSON object", ask_id=offer_id)
+    for key, value in body.items():
+        kind = CREATE_KEYS.get(key)
+        if kind is None:
+            raise invalid_args("unexpected field %s" % key, ask_id=offer_id)
+        if value is not None and not TYPE_CHECKS[kind](value):
+            raise invalid_args("%s must be of type %s, got %s" % (key, kind, type(value).__name__),
+                               ask_id=offer_id)
     image = body.get("image")
     if not isinstance(image, str) or not image.strip():
         raise invalid_args("image is required", ask_id=offer_id)
-    disk = body.get("disk", 10)
-    if isinstance(disk, bool) or not isinstance(disk, (int, float)) or disk < 8:
-        raise invalid_args("disk must be a number of GB, at least 8", ask_id=offer_id)
+    disk = 10 if body.get("disk") is None else body["disk"]
+    if disk < 8:
+        raise invalid_args("disk must be at least 8 GB", ask_id=offer_id)
     env = body.get("env") or {}
-    if not isinstance(env, dict):
-        raise invalid_args("env must be an object of variable names to values", ask_id=offer_id)
+    for name, value in env.items():
+        if not isinstance(value, str):
+            raise invalid_args("env value of %s must be a string" % name, ask_id=offer_id)
     price = body.get("price")
-    if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float))
-                              or not 0.001 <= price <= 128):
+    if price is not None and not 0.001 <= price <= 128:
         raise envelope(400, "invalid_price", "error 400/3467: Invalid args: price must be between 0.001 and 128",
                        ask_id=offer_id)
     label = body.get("label")
-    if label is not None and (not isinstance(label, str) or len(label) > 1024):
-        raise invalid_args("label must be a string of at most 1024 characters", ask_id=offer_id)
+    if label is not None and len(label) > 1024:
+        raise invalid_args("label must be at most 1024 characters", ask_id=offer_id)
     onstart = body.get("onstart")
-    if onstart is not None and (not isinstance(onstart, str) or len(onstart) > 4048):
-        raise invalid_args("onstart must be a string of at most 4048 characters", ask_id=offer_id)
-    runtype = body.get("runtype") or "ssh"
-    if not isinstance(runtype, str):
-        raise invalid_args("runtype must be a string", ask_id=offer_id)
-    return {"image": image, "disk": disk, "env": env, "price": price, "label": label, "onstart": onstart,
-            "runtype": runtype}
+    if onstart is not None and len(onstart) > 4048:
+        raise invalid_args("onstart must be at most 4048 characters", ask_id=offer_id)
+    runtype = body.get("runtype") or "ssh"  # the SDK leaves it out; the server's default is ssh
+    unknown = set(runtype.split()) - RUNTYPE_TOKENS
+    if unknown or not runtype.split():
+        raise invalid_args("invalid runtype %r" % runtype, ask_id=offer_id)
+    return {"image": image.strip(), "disk": disk, "env": env, "price": price, "label": label, "onstart": onstart,
+            "runtype": runtype, "direct": bool(set(runtype.split()) & DIRECT_TOKENS)}
 
 
 def _plain_env(pairs):

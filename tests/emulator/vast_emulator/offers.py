@@ -17,6 +17,21 @@ ALIASES = {
     "display_active": "gpu_display_active",
     "reliability2": "reliability",
 }
+# Columns a search may filter on: the offer fields Vast documents (reference section 7.1) and the search-only
+# names the official client knows (offers_fields in vastai/api/query.py). The CLI only warns about other names;
+# the emulator refuses them so a typo cannot silently match everything.
+SEARCH_FIELDS = frozenset("""
+id ask_contract_id bundle_id machine_id host_id num_gpus gpu_name gpu_arch gpu_ram gpu_total_ram gpu_frac gpu_ids
+gpu_lanes pci_gen pcie_bw gpu_mem_bw gpu_max_power gpu_max_temp compute_cap cuda_max_good driver_version driver_vers
+bw_nvlink total_flops dlperf dlperf_per_dphtotal flops_per_dphtotal score cpu_name cpu_arch cpu_cores
+cpu_cores_effective cpu_ghz cpu_ram has_avx mobo_name disk_space disk_bw disk_name inet_up inet_down inet_up_cost
+inet_down_cost direct_port_count dph_base storage_cost dph_total storage_total_cost vram_costperhour min_bid is_bid
+credit_discount_max reliability reliability2 reliability_mult expected_reliability verification vericode rentable
+rented external hosting_type geolocation geolocode public_ipaddr static_ip os_version start_date end_date duration
+vms_enabled is_vm_deverified gpu_display_active resource_type cluster_id hostname webpage avail_vol_ask_id
+avail_vol_dph avail_vol_size time_remaining time_remaining_isbid rn dph_total_adj discount_rate discounted_hourly
+discounted_dph_total internet_up_cost_per_tb internet_down_cost_per_tb verified datacenter ubuntu_version
+""".split()) | set(ALIASES)
 DEFAULT_ALLOCATED_STORAGE = 5.0
 # One client saw at most 64 offers per search whatever the limit; the emulator keeps that cap.
 MAX_OFFERS = 64
@@ -80,6 +95,9 @@ def search(offers, query):
     views = [priced(offer, allocated, search_type == "bid") for offer in offers
              if offer["rentable"] and not offer["rented"]]
     filters = [(name, spec) for name, spec in query.items() if name not in CONTROL_KEYS]
+    for name, _spec in filters:
+        if name not in SEARCH_FIELDS:
+            raise QueryError("Error in query parameters: %s is not a valid search key" % name)
     matches = [view for view in views if all(_matches(view, name, spec) for name, spec in filters)]
     sort_rows(matches, query.get("order") or [["score", "desc"]])
     limit = _number(query.get("limit"))
@@ -89,7 +107,7 @@ def search(offers, query):
 def _matches(offer, name, spec):
     column, value_of = _column(name)
     if column not in offer:
-        return True  # the server ignores columns it does not know; the CLI only warns about them
+        return True  # a documented column this catalog does not fill: no offer here says otherwise
     if not isinstance(spec, dict):
         spec = {"eq": spec}
     actual = value_of(offer)

@@ -28,7 +28,7 @@ def _routes(account):
     return [
         ("GET", r"/_emulator/state", CONTROL, lambda m, p, b: account.state()),
         ("POST", r"/_emulator/faults", CONTROL, lambda m, p, b: account.set_faults(b)),
-        ("POST", r"/_emulator/preempt/(\d+)", CONTROL, lambda m, p, b: account.preempt(int(m[1]))),
+        ("POST", r"/_emulator/preempt/(\d+)", CONTROL, lambda m, p, b: account.preempt(int(m[1]), b)),
         ("POST", r"/_emulator/reset", CONTROL, lambda m, p, b: account.reset()),
         ("POST", r"/api/v0/bundles", OPTIONAL, lambda m, p, b: account.search_offers({} if b is None else b)),
         ("GET", r"/api/v0/bundles", OPTIONAL, lambda m, p, b: account.search_offers(_json_query(p))),

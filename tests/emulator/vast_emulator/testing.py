@@ -37,8 +37,9 @@ class EmulatorHandle:
     def state(self):
         return self._control("GET", "state")
 
-    def preempt(self, instance_id):
-        return self._control("POST", "preempt/%d" % instance_id, {})
+    def preempt(self, instance_id, kind="stopped"):
+        """kind "stopped" (outbid: container stopped, disk kept) or "host_lost" (container and disk gone)."""
+        return self._control("POST", "preempt/%d" % instance_id, {"kind": kind})
 
     def reset(self):
         return self._control("POST", "reset", {})
@@ -64,7 +65,7 @@ def _read_ready_line(process, timeout):
 
 
 @contextlib.contextmanager
-def running_emulator(state_dir, image=None, api_key=None, catalog=None, ready_timeout=30):
+def running_emulator(state_dir, image=None, api_key=None, catalog=None, known_images=None, ready_timeout=30):
     """Starts the emulator; on exit stops it and force-removes every container carrying its label.
 
     Its stderr goes to STATE_DIR/emulator.log.
@@ -75,6 +76,8 @@ def running_emulator(state_dir, image=None, api_key=None, catalog=None, ready_ti
                "--state-dir", state_dir, "--image", image]
     if catalog:
         command += ["--catalog", catalog]
+    for pattern in known_images or ():
+        command += ["--known-image", pattern]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [EMULATOR_ROOT, os.environ.get("PYTHONPATH")])))
     env.pop("VAST_EMULATOR_API_KEY", None)
     if api_key:

@@ -335,6 +335,8 @@ def test_403_auth_error():
            "msg": "error 410/3907: no_such_ask Instance type 5 is no longer available.", "ask_id": 5}),
     (400, {"success": False, "error": "no_such_ask", "msg": "stale offer"}),
     (404, {"error": "invalid_args", "msg": "error 404/3603: Instance type by id 5 is not available."}),
+    (200, {"success": False, "error": "no_such_ask", "msg": "no_such_ask Instance type by id 5 is not available.",
+           "ask_id": 5}),
 ])
 def test_offer_unavailable_variants(status, body):
     client, session, _sleeps = make_client(FakeResponse(status, body))
@@ -347,6 +349,7 @@ def test_offer_unavailable_variants(status, body):
     (500, {"error": "no_such_ask"}),
     (400, {"error": "invalid_args", "msg": "Invalid args: disk"}),
     (404, {"error": "not_found", "msg": "error 404/13603: nope"}),
+    (200, {"success": True, "new_contract": 3603, "msg": "no_such_ask"}),
 ])
 def test_not_offer_unavailable(status, body):
     assert not is_offer_unavailable(status, body)
