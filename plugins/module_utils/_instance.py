@@ -25,6 +25,10 @@ DISK_MIN_GB = 8.0
 # actual_status values that mean "this fresh instance will never come up".
 FAILED_STATUSES = frozenset(["exited", "offline"])
 KEY_PREFIXES = ("ssh-", "ecdsa-", "sk-")
+# How Vast.ai's status_msg shows a container that will never start (a failed pull, a bad image or command),
+# while actual_status still says created or loading (vast-api.md section 4).
+LAUNCH_ERROR_MARKERS = ("error response from daemon", "manifest unknown", "oci runtime create failed",
+                        "pull access denied")
 
 # Outcomes recorded in the instance module's ``attempts`` list.
 OUTCOME_RENTED = "rented"
@@ -88,13 +92,19 @@ def classify_progress(inst, now, attempt_started, loading_timeout, deadline, ssh
     status = instance_status(inst)
     if status == "running" and ssh_ok:
         return "ready"
-    if status in FAILED_STATUSES:
+    if status in FAILED_STATUSES or launch_failed(inst):
         return "failed"
     if deadline is not None and now >= deadline:
         return "timeout"
     if loading_timeout is not None and now - attempt_started >= loading_timeout:
         return "stuck"
     return "pending"
+
+
+def launch_failed(inst):
+    """True when the status message says the container cannot start, whatever actual_status says."""
+    message = str(inst.get("status_msg") or "").lower()
+    return any(marker in message for marker in LAUNCH_ERROR_MARKERS)
 
 
 def choose_next_offer(ranked, tried):

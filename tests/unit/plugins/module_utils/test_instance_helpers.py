@@ -38,6 +38,11 @@ RUNNING = {"actual_status": "running", "dph_total": 0.19}
     ({"actual_status": "exited"}, 10, False, None, "failed"),
     ({"actual_status": "offline"}, 10, False, None, "failed"),
     ({"actual_status": "loading"}, 10, False, None, "pending"),
+    ({"actual_status": "loading", "status_msg": "Pulling image: 3f4ac1d2e8b7: Downloading"}, 10, False, None,
+     "pending"),
+    # A failed pull shows in status_msg while actual_status still says created: give the offer up at once.
+    ({"actual_status": "created", "status_msg": "Error response from daemon: manifest for nvidia/cuda:9 not found: "
+      "manifest unknown"}, 10, False, None, "failed"),
     ({"actual_status": None}, 10, False, None, "pending"),
     ({"actual_status": "loading"}, 600, False, None, "stuck"),
     ({"actual_status": "loading"}, 1000, False, None, "timeout"),

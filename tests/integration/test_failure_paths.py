@@ -1,0 +1,81 @@
+"""Money safety when things go wrong: harvest and teardown reach an instance in any state, or exit non-zero
+naming it; a teardown that exits 0 leaves no instance billing."""
+
+import subprocess
+
+import pytest
+
+from test_site import LABEL, Site
+
+FINALS = ("checkpoints/codebook_code.bin", "checkpoints/scaled_vfn_stage1.safetensors",
+          "checkpoints/scaled_vfn_stage2.safetensors", "checkpoints/scaled_vfn.safetensors")
+
+
+def live_instances(emulator):
+    return [i for i in emulator.state()["instances"] if not i.get("destroyed")]
+
+
+def rent(site, emulator):
+    emulator.reset()
+    site.play("playbooks/rent.yml")
+    (instance,) = live_instances(emulator)
+    return instance
+
+
+def make_unreachable(emulator, instance, how):
+    if how == "paused":  # running to the API, but sshd never answers
+        (name,) = [c for c in emulator.containers() if str(instance["id"]) in c]
+        subprocess.run(["docker", "pause", name], check=True, capture_output=True)
+    else:
+        emulator.preempt(instance["id"], kind=how)
+
+
+@pytest.mark.parametrize("how", ["stopped", "host_lost", "paused"])
+def test_harvest_and_teardown_reach_an_instance_that_cannot_be_reached(how, emulator, ssh_keypair, tmp_path):
+    site = Site(tmp_path, emulator, ssh_keypair)
+    instance = rent(site, emulator)
+    make_unreachable(emulator, instance, how)
+
+    harvested = site.play("playbooks/harvest.yml", expect_rc=2)
+    assert "Nothing was harvested" in harvested and str(instance["id"]) in harvested
+
+    # Nothing of the run is on the controller: teardown refuses, naming what cannot be pulled, and keeps it.
+    refused = site.play("playbooks/teardown.yml", expect_rc=2)
+    assert "Refusing to destroy" in refused and "cannot be pulled" in refused
+    assert [i["id"] for i in live_instances(emulator)] == [instance["id"]]
+
+    # What an earlier harvest verified on the controller is safe: with every final artifact there, the teardown
+    # destroys through the API alone and exits 0 with nothing left billing.
+    for path in FINALS:
+        (site.harvest / path).parent.mkdir(parents=True, exist_ok=True)
+        (site.harvest / path).write_bytes(b"verified earlier")
+    destroyed = site.play("playbooks/teardown.yml")
+    assert "FORCED" not in destroyed
+    assert live_instances(emulator) == []
+    assert emulator.containers() == []
+
+
+def test_a_rate_limited_inventory_is_never_a_silent_success(emulator, ssh_keypair, tmp_path):
+    site = Site(tmp_path, emulator, ssh_keypair)
+    instance = rent(site, emulator)
+    emulator.set_faults(rate_limit=1000)
+    try:
+        for playbook in ("playbooks/harvest.yml", "playbooks/teardown.yml"):
+            output = site.play(playbook, expect_rc=2)
+            assert "no instance in the group 'training'" in output
+    finally:
+        emulator.set_faults(rate_limit=0)
+    assert [i["id"] for i in live_instances(emulator)] == [instance["id"]]
+    site.play("playbooks/teardown.yml", "-e", "harvest_teardown_force=true")
+    assert live_instances(emulator) == []
+
+
+def test_plays_that_need_ssh_skip_a_stopped_instance_with_a_message(emulator, ssh_keypair, tmp_path):
+    site = Site(tmp_path, emulator, ssh_keypair)
+    instance = rent(site, emulator)
+    emulator.preempt(instance["id"], kind="stopped")
+    output = site.play("playbooks/verify.yml")
+    assert "is exited, not running: skipped here" in output
+    assert LABEL in output
+    site.play("playbooks/teardown.yml", "-e", "harvest_teardown_force=true")
+    assert live_instances(emulator) == []
