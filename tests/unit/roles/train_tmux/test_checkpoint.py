@@ -187,3 +187,11 @@ def test_cli_check_reports_json_and_exit_status(tmp_path, capsys):
     bad = codebook(tmp_path / "codebook_code.bin", b"")
     assert checkpoint.main(["check", bad, "--settle", "0"]) == 1
     assert json.loads(capsys.readouterr().out) == {"path": bad, "valid": False, "error": "empty (0 bytes)"}
+
+
+def test_cli_stage_takes_a_resume_flag_that_starts_with_dashes(died_after_epoch_2, capsys):
+    out, mark, stamp = died_after_epoch_2
+    argv = ["stage", out, "--marker", mark, "--since", stamp, "--epochs", "3", "--resume-flag=--resume"]
+    assert checkpoint.main(argv) == 0
+    action, arg, _msg = capsys.readouterr().out.rstrip("\n").split("\t")
+    assert (action, os.path.basename(arg)) == ("resume", "scaled_vfn_epoch_2.safetensors")
