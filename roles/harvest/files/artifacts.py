@@ -1,104 +1,38 @@
 """Artifact inventory, transfer bookkeeping and verification for voltx.vastai.harvest.
 
-On the instance (run by ansible.builtin.script, nothing left behind):
+On the instance (copied with checkpoint.py into a temporary directory that is removed afterwards):
   artifacts.py probe ROOT PATTERNS_JSON STATUS_JSON
       JSON {"files": [...], "status": {...}}: every file under ROOT matching a pattern, with size, sha256 and a
-      structural check (.safetensors header/length, codebook header/length); plus the jobs' state, GPU use and disk.
+      structural check (.safetensors header/length; a codebook present, non-empty, not growing, of the expected
+      size/format when STATUS_JSON's "codebook" says so); plus the jobs' state, GPU use and disk.
   artifacts.py prune-remote ROOT KEEP VERIFIED_JSON
       Deletes epoch checkpoints beyond the newest KEEP per stage, only those the controller holds verified copies of.
 
 On the controller:
   artifacts.py plan DEST < PROBE_JSON        which remote files to pull (missing locally or another sha256)
-  artifacts.py settle DEST < {"plan", "probe", "finals", "keep"}
+  artifacts.py settle DEST < {"plan", "probe", "finals", "keep", "codebook"}
       accepts pulled temporaries whose sha256 and structure match (renamed into place), rejects the others, applies
       the local retention, checks every expected final artifact against the instance, rewrites manifest.json.
 
-Standard library only. Files are compared by sha256; a download is renamed into place only when it matches.
+Standard library, plus checkpoint.py: train_tmux's artifact checker, the only one (next to this file on the
+instance, on PYTHONPATH on the controller). Files are compared by sha256; a download is renamed into place only
+when it matches.
 """
 import glob
 import hashlib
 import json
 import os
-import re
 import shutil
-import struct
 import subprocess
 import sys
 import time
 
-DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
-    "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8,
-}
-MAX_HEADER = 100 * 1024 * 1024
-CODEBOOK_MAGIC = b"VXCB"
+# The one artifact checker, shipped by voltx.vastai.train_tmux (roles/train_tmux/files/checkpoint.py). The tasks
+# put it next to this file on the instance and on PYTHONPATH on the controller.
+from checkpoint import EPOCH_RE, Invalid, check as _check  # noqa: E402  pylint: disable=import-error
 
-
-class Invalid(Exception):
-    pass
-
-
-def check_safetensors(path):
-    size = os.path.getsize(path)
-    if size < 8:
-        raise Invalid("%d bytes, shorter than the 8-byte header length (truncated)" % size)
-    with open(path, "rb") as f:
-        (hlen,) = struct.unpack("<Q", f.read(8))
-        if hlen == 0 or hlen > MAX_HEADER or 8 + hlen > size:
-            raise Invalid("header length %d does not fit in a %d-byte file (truncated or corrupt)" % (hlen, size))
-        raw = f.read(hlen)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except ValueError as exc:
-        raise Invalid("header is not valid JSON (%s)" % exc)
-    if not isinstance(header, dict):
-        raise Invalid("header is not a JSON object")
-    meta = header.pop("__metadata__", None) or {}
-    if not isinstance(meta, dict):
-        raise Invalid("__metadata__ is not an object")
-    spans = []
-    for name, t in header.items():
-        if not isinstance(t, dict) or t.get("dtype") not in DTYPE_SIZES:
-            raise Invalid("tensor %r has no known dtype" % name)
-        shape, offs = t.get("shape"), t.get("data_offsets")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise Invalid("tensor %r has a bad shape" % name)
-        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) for o in offs)
-                and 0 <= offs[0] <= offs[1]):
-            raise Invalid("tensor %r has bad data_offsets" % name)
-        n = DTYPE_SIZES[t["dtype"]]
-        for d in shape:
-            n *= d
-        if n != offs[1] - offs[0]:
-            raise Invalid("tensor %r: shape needs %d bytes, data_offsets span %d" % (name, n, offs[1] - offs[0]))
-        spans.append(offs)
-    spans.sort()
-    end = 0
-    for b, e in spans:
-        if b != end:
-            raise Invalid("tensor data is not contiguous at byte %d" % b)
-        end = e
-    data = size - 8 - hlen
-    if data != end:
-        raise Invalid("tensors need %d data bytes, the file has %d (%s)"
-                      % (end, data, "truncated" if data < end else "trailing bytes"))
-    return {"kind": "safetensors", "size": size, "tensors": len(spans), "metadata": meta}
-
-
-def check_codebook(path):
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(12)
-    if len(head) < 12 or head[:4] != CODEBOOK_MAGIC:
-        raise Invalid("no VXCB codebook header")
-    k, dim = struct.unpack("<II", head[4:12])
-    want = 12 + 4 * k * dim
-    if k == 0 or dim == 0 or size != want:
-        raise Invalid("codebook k=%d dim=%d needs %d bytes, the file has %d" % (k, dim, want, size))
-    return {"kind": "codebook", "size": size, "k": k, "dim": dim, "metadata": {}}
-
-
-EPOCH_RE = re.compile(r"(?:^|/)scaled_vfn_epoch_(\d+)\.safetensors$")
+# How codebooks are checked (harvest_codebook_format / harvest_codebook_size); set by main().
+CODEBOOK = {"codebook_format": "generic", "codebook_size": 0}
 
 
 def sha256(path):
@@ -121,14 +55,10 @@ def prefix_sha256(path, size):
     return h.hexdigest()
 
 
-def check(path, name=None):
-    """Structural check, by the extension of NAME (default: PATH)."""
-    name = name or path
-    if name.endswith(".safetensors"):
-        return check_safetensors(path)
-    if name.endswith(".bin"):
-        return check_codebook(path)
-    return {"kind": "file", "size": os.path.getsize(path), "metadata": {}}
+def check(path, name=None, settle_s=0):
+    """Structural check by the extension of NAME (default: PATH). On the instance a codebook must also stand
+    still for a second (settle_s=1: not being written); a downloaded copy cannot change."""
+    return _check(path, name, settle_s=settle_s, **CODEBOOK)
 
 
 def describe(root, rel):
@@ -136,7 +66,7 @@ def describe(root, rel):
     st = os.stat(path)
     entry = {"path": rel, "size": st.st_size, "mtime": int(st.st_mtime), "sha256": sha256(path), "valid": True}
     try:
-        info = check(path)
+        info = check(path, settle_s=1 if rel.endswith(".bin") else 0)
         entry["kind"], entry["metadata"] = info["kind"], info["metadata"]
     except (Invalid, OSError) as exc:
         entry.update(valid=False, error=str(exc), kind="invalid", metadata={})
@@ -356,7 +286,9 @@ def load(arg):
 def main(argv):
     cmd = argv[0] if argv else ""
     if cmd == "probe" and len(argv) == 4:
-        result = probe(argv[1], load(argv[2]), load(argv[3]))
+        status = load(argv[3])
+        CODEBOOK.update(status.get("codebook", {}))
+        result = probe(argv[1], load(argv[2]), status)
     elif cmd == "prune-remote" and len(argv) == 4:
         result = {"removed": prune_remote(argv[1], int(argv[2]), load(argv[3]))}
         result["changed"] = bool(result["removed"])
@@ -364,6 +296,7 @@ def main(argv):
         result = plan(argv[1], json.load(sys.stdin))
     elif cmd == "settle" and len(argv) == 2:
         doc = json.load(sys.stdin)
+        CODEBOOK.update(doc.get("codebook", {}))
         result = settle(argv[1], doc["plan"], doc["finals"], int(doc["keep"]), doc["probe"])
     else:
         sys.stderr.write(__doc__)

@@ -1,26 +1,47 @@
-"""Checks the training artifacts on the instance (deployed by voltx.vastai.train_tmux).
+"""The one checker of Volt-X training artifacts (shipped by voltx.vastai.train_tmux, imported by harvest).
 
-  checkpoint.py check PATH                      structure of a .safetensors file or a codebook .bin; JSON on stdout
-  checkpoint.py done PATH [--epochs N]          exit 0 when PATH is a finished stage output (valid, epoch >= N,
-                                                stage_output metadata naming PATH when present)
-  checkpoint.py latest PATH [--newer-than F]    prints the newest valid scaled_vfn_epoch_*.safetensors next to
-                                                PATH that belongs to the stage writing PATH (empty when none)
+Only the guide's contract is assumed: file names (codebook_code.bin, scaled_vfn_stage1/2.safetensors,
+scaled_vfn.safetensors, scaled_vfn_epoch_N.safetensors), that .safetensors files are safetensors (a public
+format), and the jobs' exit status. Anything a particular build of the binaries adds is opt-in.
 
-Standard library only; python3 >= 3.6. Exit status: 0 valid, 1 invalid or not done, 2 usage.
+  checkpoint.py check PATH [CODEBOOK OPTIONS]
+      structure of a .safetensors file or a codebook .bin; JSON on stdout
+  checkpoint.py done PATH [--marker FILE] [CODEBOOK OPTIONS]
+      exit 0 when PATH is a finished output: it verifies and FILE (a job's exit marker) records status 0.
+      A codebook in the generic format cannot be told apart from one cut short, so it needs --marker.
+  checkpoint.py latest PATH [--newer-than FILE]
+      prints the newest valid scaled_vfn_epoch_N.safetensors next to PATH written after FILE (none when FILE
+      is given but absent: the stage has not started)
+  checkpoint.py stage OUTPUT --marker FILE --since FILE --epochs N [--resume-flag FLAG]
+      what the curriculum does with a stage: one tab-separated line ACTION, ARG, MESSAGE:
+        done     -              the output verifies and the stage's marker records status 0: skip
+        fresh    -              not started, or died before its first epoch checkpoint: start
+        resume   CHECKPOINT     died after an epoch and train-vfn resumes: FLAG CHECKPOINT
+        restart  EPOCHS_LOST    died after an epoch, no resume flag: start over (MESSAGE is the warning)
+
+CODEBOOK OPTIONS: --codebook-format generic|voltx-fixture (generic: present, non-empty, not growing between
+two looks --settle S seconds apart, --codebook-size bytes when known; voltx-fixture: also the test fixture's
+VXCB header and length), --codebook-size N (0: unknown), --settle S (default 1).
+
+Standard library only; python3 >= 3.6. Exit status: 0 valid/done, 1 invalid or not done, 2 usage.
 """
+import argparse
 import glob
 import json
 import os
 import re
 import struct
 import sys
+import time
 
 DTYPE_SIZES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
     "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8,
 }
 MAX_HEADER = 100 * 1024 * 1024
-CODEBOOK_MAGIC = b"VXCB"
+CODEBOOK_FORMATS = ("generic", "voltx-fixture")
+FIXTURE_MAGIC = b"VXCB"
+EPOCH_RE = re.compile(r"(?:^|/)scaled_vfn_epoch_(\d+)\.safetensors$")
 
 
 class Invalid(Exception):
@@ -74,88 +95,160 @@ def check_safetensors(path):
     return {"kind": "safetensors", "size": size, "tensors": len(spans), "metadata": meta}
 
 
-def check_codebook(path):
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(12)
-    if len(head) < 12 or head[:4] != CODEBOOK_MAGIC:
-        raise Invalid("no VXCB codebook header")
-    k, dim = struct.unpack("<II", head[4:12])
-    want = 12 + 4 * k * dim
-    if k == 0 or dim == 0 or size != want:
-        raise Invalid("codebook k=%d dim=%d needs %d bytes, the file has %d" % (k, dim, want, size))
-    return {"kind": "codebook", "size": size, "k": k, "dim": dim, "metadata": {}}
+def _look(path):
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
 
 
-def check(path):
-    if not os.path.isfile(path):
-        raise Invalid("missing")
-    if path.endswith(".safetensors"):
-        return check_safetensors(path)
-    if path.endswith(".bin"):
-        return check_codebook(path)
-    return {"kind": "file", "size": os.path.getsize(path), "metadata": {}}
+def check_codebook(path, fmt="generic", expected_size=0, settle_s=1.0, wait=None):
+    """Generic: present, non-empty, unchanged between two looks SETTLE_S apart, EXPECTED_SIZE bytes when known.
 
-
-def _int(v, default=None):
-    try:
-        return int(str(v))
-    except ValueError:
-        return default
-
-
-def stage_done(path, epochs):
-    info = check(path)
-    meta = info["metadata"]
-    name = os.path.basename(path)
-    if "stage_output" in meta and meta["stage_output"] != name:
-        raise Invalid("belongs to stage output %s" % meta["stage_output"])
-    if epochs and "epoch" in meta and _int(meta["epoch"], -1) < epochs:
-        raise Invalid("at epoch %s of %d" % (meta["epoch"], epochs))
+    The real codebook format is unknown; 'voltx-fixture' adds the test fixture's VXCB header and length.
+    """
+    if fmt not in CODEBOOK_FORMATS:
+        raise ValueError("codebook format %r, expected one of %s" % (fmt, ", ".join(CODEBOOK_FORMATS)))
+    size, mtime = _look(path)
+    if size == 0:
+        raise Invalid("empty (0 bytes)")
+    if settle_s > 0:
+        (wait or time.sleep)(settle_s)
+        size2, mtime2 = _look(path)
+        if (size2, mtime2) != (size, mtime):
+            raise Invalid("still being written: %d bytes, then %d bytes %g s later" % (size, size2, settle_s))
+    if expected_size and size != expected_size:
+        raise Invalid("%d bytes, %d expected (codebook size setting)" % (size, expected_size))
+    info = {"kind": "codebook", "size": size, "format": fmt, "metadata": {}}
+    if fmt == "voltx-fixture":
+        with open(path, "rb") as f:
+            head = f.read(12)
+        if len(head) < 12 or head[:4] != FIXTURE_MAGIC:
+            raise Invalid("no VXCB codebook header (codebook format voltx-fixture)")
+        k, dim = struct.unpack("<II", head[4:12])
+        want = 12 + 4 * k * dim
+        if k == 0 or dim == 0 or size != want:
+            raise Invalid("codebook k=%d dim=%d needs %d bytes, the file has %d" % (k, dim, want, size))
+        info.update(k=k, dim=dim)
     return info
 
 
+def check(path, name=None, codebook_format="generic", codebook_size=0, settle_s=1.0):
+    """Structural check, chosen by the extension of NAME (default: PATH)."""
+    name = name or path
+    if not os.path.isfile(path):
+        raise Invalid("missing")
+    if name.endswith(".safetensors"):
+        return check_safetensors(path)
+    if name.endswith(".bin"):
+        return check_codebook(path, codebook_format, codebook_size, settle_s)
+    return {"kind": "file", "size": os.path.getsize(path), "metadata": {}}
+
+
+def marker_status(marker):
+    """The exit status a job's completion marker records; None when there is none."""
+    try:
+        with open(marker) as f:
+            status = json.load(f).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status if isinstance(status, int) else None
+
+
+def done(path, marker=None, **opts):
+    """PATH is a finished output: it verifies and MARKER (when given) records exit status 0."""
+    info = check(path, **opts)
+    if marker is not None:
+        status = marker_status(marker)
+        if status != 0:
+            raise Invalid("no exit status 0 in %s (%s)" % (marker, "none" if status is None else status))
+    elif info["kind"] == "codebook" and info["format"] == "generic":
+        raise Invalid("a generic codebook is finished only when its job's marker says so (--marker)")
+    return info
+
+
+def epoch_of(path):
+    m = EPOCH_RE.search(path)
+    return int(m.group(1)) if m else None
+
+
 def latest(path, newer_than=None):
-    """Newest valid epoch checkpoint written by the stage whose output is PATH."""
-    name = os.path.basename(path)
-    floor = os.path.getmtime(newer_than) if newer_than and os.path.exists(newer_than) else None
+    """(epoch, path) of the newest valid epoch checkpoint next to PATH written after the file NEWER_THAN.
+
+    Epoch checkpoints have the same names in every stage; only their age tells the stages apart, so the
+    curriculum stamps a file when a stage starts. A NEWER_THAN that does not exist means 'not started'.
+    """
+    floor = None
+    if newer_than:
+        if not os.path.exists(newer_than):
+            return None
+        floor = os.stat(newer_than).st_mtime_ns
     best = None
     for ck in glob.glob(os.path.join(os.path.dirname(path) or ".", "scaled_vfn_epoch_*.safetensors")):
+        epoch = epoch_of(ck)
         try:
-            meta = check_safetensors(ck)["metadata"]
+            if epoch is None or (floor is not None and os.stat(ck).st_mtime_ns <= floor):
+                continue
+            check_safetensors(ck)
         except (Invalid, OSError):
             continue
-        if "stage_output" in meta:
-            if meta["stage_output"] != name:
-                continue
-        elif floor is not None and os.path.getmtime(ck) <= floor:
-            continue
-        m = re.search(r"_epoch_(\d+)\.safetensors$", ck)
-        epoch = _int(meta.get("epoch"), int(m.group(1)))
         if best is None or epoch > best[0]:
             best = (epoch, ck)
     return best
 
 
-def main(argv):
-    if len(argv) < 2 or argv[0] not in ("check", "done", "latest"):
-        sys.stderr.write(__doc__)
-        return 2
-    cmd, path, rest = argv[0], argv[1], argv[2:]
-    opts = dict(zip(rest[::2], rest[1::2]))
+def stage_decision(output, marker, since, epochs, resume_flag=""):
+    """(action, arg, message) for a stage of the curriculum; see the module's doc."""
     try:
-        if cmd == "check":
-            print(json.dumps(dict(check(path), path=path, valid=True)))
-        elif cmd == "done":
-            stage_done(path, _int(opts.get("--epochs", "0"), 0))
-        else:
-            best = latest(path, opts.get("--newer-than"))
+        done(output, marker)
+        return "done", "-", "%s already there and verified; skipping" % output
+    except (Invalid, OSError):
+        pass
+    best = latest(output, since) if since and os.path.exists(since) else None
+    if best is None:
+        if since and os.path.exists(since):
+            return "fresh", "-", "the stage died before its first epoch checkpoint; starting it over (no epoch lost)"
+        return "fresh", "-", "starting"
+    epoch, ck = best
+    if resume_flag:
+        return "resume", ck, "resuming from %s (epoch %d of %d) with %s" % (ck, epoch, epochs, resume_flag)
+    return "restart", str(epoch), (
+        "WARNING: the stage died after epoch %d of %d, but train-vfn has no resume flag (train_tmux_resume_flag): "
+        "restarting it from its start; %d completed epoch(s) lost and trained again" % (epoch, epochs, epoch))
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="checkpoint.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=("check", "done", "latest", "stage"))
+    p.add_argument("path")
+    p.add_argument("--codebook-format", choices=CODEBOOK_FORMATS, default="generic")
+    p.add_argument("--codebook-size", type=int, default=0)
+    p.add_argument("--settle", type=float, default=1.0)
+    p.add_argument("--marker")
+    p.add_argument("--newer-than")
+    p.add_argument("--since")
+    p.add_argument("--epochs", type=int, default=0)
+    p.add_argument("--resume-flag", default="")
+    return p
+
+
+def main(argv):
+    a = _parser().parse_args(argv)
+    opts = {"codebook_format": a.codebook_format, "codebook_size": a.codebook_size, "settle_s": a.settle}
+    try:
+        if a.command == "check":
+            print(json.dumps(dict(check(a.path, **opts), path=a.path, valid=True)))
+        elif a.command == "done":
+            done(a.path, a.marker, **opts)
+        elif a.command == "latest":
+            best = latest(a.path, a.newer_than)
             if best:
                 print(best[1])
+        else:
+            print("\t".join(stage_decision(a.path, a.marker, a.since, a.epochs, a.resume_flag)))
         return 0
     except (Invalid, OSError) as exc:
-        if cmd == "check":
-            print(json.dumps({"path": path, "valid": False, "error": str(exc)}))
+        if a.command == "check":
+            print(json.dumps({"path": a.path, "valid": False, "error": str(exc)}))
         return 1
 
 

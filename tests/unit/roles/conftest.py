@@ -1,0 +1,10 @@
+"""The roles' target-side scripts are plain files, not packages: put their directories on sys.path."""
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+for rel in ("roles/train_tmux/files", "roles/harvest/files"):
+    path = os.path.join(ROOT, rel)
+    if path not in sys.path:
+        sys.path.insert(0, path)
