@@ -29,7 +29,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without requests
 
 DEFAULT_API_URL = "https://console.vast.ai"
 DEFAULT_TIMEOUT = 30.0
-USER_AGENT = "voltx.vastai-ansible/0.1.0"
+# Seconds a create may take: the official vastai client waits this long for every request.
+CREATE_TIMEOUT = 120.0
+USER_AGENT = "voltx.vastai-ansible/1.0.0"
 RETRY_STATUSES = frozenset([429, 502, 503, 504])
 MAX_RETRY_AFTER = 60.0
 MAX_PAGES = 1000
@@ -425,18 +427,18 @@ class VastClient:
             return (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
         return (ConnectionError, TimeoutError)  # fake sessions in tests without requests
 
-    def request(self, method, path, params=None, json=None, retry=True):  # pylint: disable=redefined-outer-name
+    def request(self, method, path, params=None, json=None, retry=True, timeout=None):  # pylint: disable=redefined-outer-name
         """Send one API call and return the decoded JSON (``{}`` for an empty body).
 
         ``retry``: retry 429/502/503/504 and transport errors per the retry policy. Never set it
-        for a call that creates something.
+        for a call that creates something. ``timeout``: seconds for this call instead of the client's.
         """
         try:
-            return self._request(method.upper(), path, params, json, retry)
+            return self._request(method.upper(), path, params, json, retry, timeout or self.timeout)
         except VastError as exc:
             raise self._redact(exc)
 
-    def _request(self, method, path, params, body, retry):
+    def _request(self, method, path, params, body, retry, timeout):
         shown_path, url = self._url(path)
         delays = self.retry_policy.delays() if retry else iter(())
         transport_errors = self._transport_exceptions()
@@ -447,7 +449,7 @@ class VastClient:
             try:
                 response = self.session.request(
                     method, url, params=self._encode_params(params), json=body,
-                    headers=self._headers(), timeout=self.timeout)
+                    headers=self._headers(), timeout=timeout)
             except transport_errors as exc:
                 delay = next(delays, None)
                 if delay is None:
@@ -520,7 +522,9 @@ class VastClient:
         label up before trying again.
         """
         offer_id = _int_id(offer_id, "offer_id")
-        reply = self.request("PUT", "/api/v0/asks/%d/" % offer_id, json=body, retry=False)
+        # The official client waits 120 s; a create that gives up sooner only learns less about what it paid for.
+        reply = self.request("PUT", "/api/v0/asks/%d/" % offer_id, json=body, retry=False,
+                             timeout=max(self.timeout, CREATE_TIMEOUT))
         contract = reply.get("new_contract") if isinstance(reply, dict) else None
         try:
             return int(contract)

@@ -270,7 +270,8 @@ ssh_key_added:
 from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils._base import VastModule, offer_filter_argument_spec, vast_argument_spec
-from ..module_utils._client import VastError, VastOfferUnavailableError, VastRateLimitError, VastTransportError
+from ..module_utils._client import (
+    CREATE_TIMEOUT, VastError, VastOfferUnavailableError, VastRateLimitError, VastTransportError)
 from ..module_utils._endpoint import instance_status, ssh_endpoint
 from ..module_utils._instance import (
     DISK_MIN_GB,
@@ -504,8 +505,11 @@ class VastInstance(VastModule):
             self.result["changed"] = True
             attempt = self._attempt(offer, "pending", instance_id=iid)
             self.attempts.append(attempt)
-            self.attach_key(iid)
-            progress, inst = self.follow(iid, deadline, wait)
+            try:
+                self.attach_key(iid)
+                progress, inst = self.follow(iid, deadline, wait)
+            except VastError as exc:
+                self.give_up_rented(iid, exc)
             if inst is not None:
                 attempt["contract_dph"] = summarize_instance(inst)["dph_total"]
                 attempt["status"] = instance_status(inst)
@@ -554,14 +558,31 @@ class VastInstance(VastModule):
             return None
 
     def lookup_after_uncertain_create(self):
+        """After a create whose answer was lost, look for the label for as long as a create may take, so that a
+        create the service is still working on is found instead of paid for twice."""
         label = self.module.params["label"]
-        for pause in (0.0, self.module.params["poll_interval"]):
-            if pause:
-                self.sleep(pause)
-            found = self.client.find_instances_by_label(label)
+        until = self.clock() + CREATE_TIMEOUT
+        while True:
+            try:
+                found = self.client.find_instances_by_label(label)
+            except (VastRateLimitError, VastTransportError):
+                found = None
             if found:
                 return found[0]
-        return None
+            if self.clock() >= until:
+                return None
+            self.sleep(self.module.params["poll_interval"])
+
+    def give_up_rented(self, iid, exc):
+        """A rented instance could not be followed: destroy it rather than leave it billing unseen, and say so."""
+        try:
+            self.client.destroy_instance(iid)
+            fate = "it was destroyed, so it bills nothing more"
+        except VastError as destroy_exc:
+            fate = ("destroying it failed too (%s): it may still be billing. Destroy it now with this module "
+                    "(label %r, state absent) or in the console" % (destroy_exc, self.module.params["label"]))
+        self.fail("Vast.ai instance %d was rented, but following it failed: %s; %s." % (iid, exc, fate),
+                  instance_id=iid, attempts=self.attempts, instance=None)
 
     def attach_key(self, iid):
         key = self.module.params["ssh_public_key"]
@@ -577,7 +598,14 @@ class VastInstance(VastModule):
         p = self.module.params
         started = self.clock()
         while True:
-            inst = self.client.get_instance(iid)
+            try:
+                inst = self.client.get_instance(iid)
+            except (VastRateLimitError, VastTransportError):
+                # Transient: the instance is there and billing, so keep following it until a deadline says stop.
+                if self.clock() >= deadline:
+                    raise
+                self.sleep(p["poll_interval"])
+                continue
             if not wait:
                 if inst is None:
                     return "vanished", None
@@ -613,6 +641,10 @@ class VastInstance(VastModule):
         for att in self.attempts:
             where = " (instance %s)" % att["instance_id"] if att.get("instance_id") else ""
             parts.append("offer %s: %s%s" % (att["offer_id"], att["outcome"], where))
+        if self.attempts and all(att["outcome"] == OUTCOME_RATE_LIMITED for att in self.attempts):
+            return ("Vast.ai rate-limited every create request (HTTP 429, %d attempt(s)), so nothing was rented for "
+                    "the label %r. The filters are fine: wait a minute and run again." % (
+                        len(self.attempts), p["label"]))
         why = "after %d attempt(s)" % len(self.attempts)
         if (self.attempts and self.attempts[-1]["outcome"] == OUTCOME_TIMEOUT) or self.clock() >= deadline:
             why += ", wait_timeout %ss passed" % p["wait_timeout"]

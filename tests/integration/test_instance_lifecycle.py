@@ -136,6 +136,20 @@ def test_offer_taken_between_search_and_rent_moves_to_the_next_offer(ansible, em
     assert instance["machine_id"] == second["machine_id"]
 
 
+def test_a_create_that_answers_after_a_minute_rents_exactly_one_instance(ansible, emulator):
+    """Longer than the client's usual 30 s timeout: the create waits as long as the official client (120 s)."""
+    emulator.set_faults(create_delay=60)
+    try:
+        runner, results = ansible.playbook([rent_task()])
+    finally:
+        emulator.set_faults(create_delay=0)
+    assert runner.status == "successful", runner.stdout.read()
+    assert [a["outcome"] for a in results["Rent"]["attempts"]] == ["rented"]
+    assert len([r for r in emulator.state()["requests"] if r["method"] == "PUT" and "/asks/" in r["path"]]) == 1
+    (instance,) = live_instances(emulator)
+    assert instance["id"] == results["Rent"]["instance"]["id"]
+
+
 def test_instance_stuck_in_loading_is_destroyed_and_the_next_offer_taken(ansible, emulator):
     cheapest, second = guide_matches()[:2]
     emulator.set_faults(stuck_loading=1)

@@ -412,8 +412,8 @@ def render_md(r):
     if cur:
         out.append("- stage %s of %s (%s): %s" % (cur["stage"], cur["of"], cur["log"], cur["state"]))
         if cur["epoch"] is not None:
-            out.append("- epoch %s of %s%s" % (cur["epoch"], cur["epochs"] or "?",
-                                                ", step %s" % cur["step"] if cur["step"] is not None else ""))
+            step = ", step %s" % cur["step"] if cur["step"] is not None else ""
+            out.append("- epoch %s of %s%s" % (cur["epoch"], cur["epochs"] or "?", step))
         out.append("- latest loss: %s" % (cur["latest_loss"] if cur["latest_loss"] is not None else "none yet"))
     else:
         out.append("- no stage log yet")

@@ -120,7 +120,8 @@ class Account:
         self.requests = []
         self.faults = {"rate_limit": 0, "server_error": 0, "offer_taken": [], "offer_taken_count": 0,
                        "offer_taken_form": "404",
-                       "stuck_loading": 0, "overprice": {"count": 0, "factor": 1.0}, "boot_delay": 0.0}
+                       "stuck_loading": 0, "overprice": {"count": 0, "factor": 1.0}, "boot_delay": 0.0,
+                       "create_delay": 0.0}
 
     # ---- offers -------------------------------------------------------------------------------------------
 
@@ -134,6 +135,10 @@ class Account:
     def create_instance(self, offer_id, body):
         """PUT /asks/{id}/: validates, takes the offer and starts the container in the background."""
         request = _validate_create(offer_id, body)
+        with self.lock:
+            delay = self.faults["create_delay"]
+        if delay:  # a slow service: the contract exists, and is listed, only once the create answers
+            time.sleep(delay)
         with self.lock:
             offer = self.offers.get(offer_id)
             if offer is not None and not offer["rented"] and self._take_by_fault(offer):
@@ -556,8 +561,9 @@ class Account:
             for name in ("rate_limit", "server_error", "stuck_loading"):
                 if name in body:
                     self.faults[name] = int(body[name])
-            if "boot_delay" in body:
-                self.faults["boot_delay"] = float(body["boot_delay"])
+            for name in ("boot_delay", "create_delay"):
+                if name in body:
+                    self.faults[name] = float(body[name])
             if "overprice" in body:
                 spec = body["overprice"]
                 self.faults["overprice"] = {"count": int(spec.get("count", 1)), "factor": float(spec["factor"])}

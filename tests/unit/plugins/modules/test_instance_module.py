@@ -282,3 +282,39 @@ def test_image_required_to_rent(vast, clock):
     kind, result, _m = run(vast, clock, params)
     assert kind == "failed" and "image: is required" in result["msg"]
     assert "create_instance" not in vast.verbs()
+
+
+def test_a_create_still_in_progress_is_found_not_rented_twice(vast, clock):
+    vast.offers = [offer(11, 0.10), offer(12, 0.15)]
+    vast.create_behaviour[11] = ["created_late"]
+    kind, result, _m = run(vast, clock, dict(GUIDE))
+    assert kind == "ok", result
+    assert vast.verbs().count("create_instance") == 1
+    assert len(vast.instances) == 1 and result["instance"]["id"] in vast.instances
+
+
+def test_rate_limited_polls_after_a_create_keep_following_the_instance(vast, clock):
+    vast.offers = [offer(11, 0.10)]
+    vast.get_errors = [mod.VastRateLimitError("API requests too frequent", status=429)] * 3
+    kind, result, _m = run(vast, clock, dict(GUIDE))
+    assert kind == "ok", result
+    assert result["instance"]["status"] == "running" and len(vast.instances) == 1
+
+
+def test_an_instance_that_cannot_be_followed_is_destroyed_and_named(vast, clock):
+    vast.offers = [offer(11, 0.10)]
+    vast.get_errors = [VastError("Vast.ai said something unexpected", status=500)]
+    kind, result, _m = run(vast, clock, dict(GUIDE))
+    assert kind == "failed"
+    (iid,) = [c[1] for c in vast.calls if c[0] == "destroy_instance"]
+    assert str(iid) in result["msg"] and "destroyed" in result["msg"]
+    assert vast.instances == {}
+
+
+def test_rate_limited_creates_say_so_instead_of_blaming_the_filters(vast, clock):
+    vast.offers = [offer(11, 0.10)]
+    vast.create_behaviour[11] = ["rate_limited"] * 10
+    kind, result, _m = run(vast, clock, dict(GUIDE))
+    assert kind == "failed"
+    assert "rate-limited" in result["msg"] and "Relax" not in result["msg"]
+    assert vast.instances == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ansible_collections.voltx.vastai.plugins.module_utils._client import (
     RetryPolicy,
     VastOfferUnavailableError,
+    VastRateLimitError,
     VastTransportError,
 )
 
@@ -63,7 +64,10 @@ class FakeVast:
         self.keys = []
         self.calls = []
         self.next_id = 500
-        self.create_behaviour = {}     # offer_id -> list of "gone" | "lost" | "created_then_lost" | "ok"
+        # offer_id -> list of "gone" | "lost" | "created_then_lost" | "created_late" | "rate_limited" | "ok"
+        self.create_behaviour = {}
+        self.get_errors = []           # exceptions raised by the next get_instance calls, in order
+        self.hidden_finds = 0          # find_instances_by_label calls that do not see a "created_late" instance yet
         self.statuses = {}             # offer_id -> list of actual_status values returned by successive gets
         self.contract_price = {}       # offer_id -> dph_total of the created instance
         self.clock = clock
@@ -101,8 +105,12 @@ class FakeVast:
             raise VastOfferUnavailableError("offer %s gone" % offer_id, status=404, error="no_such_ask")
         if action == "lost":
             raise VastTransportError("Connection to Vast.ai timed out", maybe_created=True)
+        if action == "rate_limited":
+            raise VastRateLimitError("API requests too frequent", status=429)
         iid = self._new_instance(offer_id, body)
-        if action == "created_then_lost":
+        if action in ("created_then_lost", "created_late"):
+            if action == "created_late":
+                self.hidden_finds = 3  # the service still works on the create while the client looks
             raise VastTransportError("Connection to Vast.ai timed out", maybe_created=True)
         return iid
 
@@ -112,6 +120,8 @@ class FakeVast:
 
     def get_instance(self, iid):
         self.log("get_instance", iid)
+        if self.get_errors:
+            raise self.get_errors.pop(0)
         inst = self.instances.get(iid)
         if inst is None:
             return None
@@ -127,6 +137,9 @@ class FakeVast:
 
     def find_instances_by_label(self, label):
         self.log("find_instances_by_label", label)
+        if self.hidden_finds:
+            self.hidden_finds -= 1
+            return []
         return [self._view(i) for i in sorted(self.instances.values(), key=lambda i: i["id"]) if i["label"] == label]
 
     def destroy_instance(self, iid):
