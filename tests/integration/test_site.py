@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from ansible_collections.voltx.vastai.plugins.module_utils._endpoint import ssh_endpoint
 from conftest import ROOT, VENV_BIN
 
 LABEL = "volt-x-training"  # inventories/group_vars/all.yml and the inventory's `training` group
@@ -26,16 +27,21 @@ def recap(output):
     return totals
 
 
+def ssh(instance, private_key, known_hosts_dir, command):
+    """A command on the instance, at the endpoint the inventory gives Ansible, over the host key it pinned."""
+    host, port, _kind = ssh_endpoint(instance)
+    return subprocess.run(
+        ["ssh", "-i", private_key, "-p", str(port), "-o", "StrictHostKeyChecking=yes",
+         "-o", "UserKnownHostsFile=%s" % os.path.join(known_hosts_dir, str(instance["id"])),
+         "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "root@%s" % host, command],
+        capture_output=True, text=True, timeout=60, check=False)
+
+
 def wait_for_jobs(emulator, instance_id, private_key, known_hosts_dir, attempts=90):
     """Both jobs leave a completion marker when they end; the fixture's tiny training takes seconds."""
     (row,) = [i for i in emulator.state()["instances"] if i["id"] == instance_id]
     for _attempt in range(attempts):
-        markers = subprocess.run(
-            ["ssh", "-i", private_key, "-p", str(row["ssh_port"]), "-o", "StrictHostKeyChecking=yes",
-             "-o", "UserKnownHostsFile=%s" % os.path.join(known_hosts_dir, str(instance_id)),
-             "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-             "root@%s" % row["ssh_host"], "cat volt-x/logs/phase03.exit volt-x/logs/phase21.exit"],
-            capture_output=True, text=True, timeout=30, check=False)
+        markers = ssh(row, private_key, known_hosts_dir, "cat volt-x/logs/phase03.exit volt-x/logs/phase21.exit")
         if markers.returncode == 0:
             return
         time.sleep(2)
@@ -43,7 +49,7 @@ def wait_for_jobs(emulator, instance_id, private_key, known_hosts_dir, attempts=
 
 
 class Site:
-    def __init__(self, tmp_path, emulator, ssh_keypair):
+    def __init__(self, tmp_path, emulator, ssh_keypair, **overrides):
         self.tmp = tmp_path
         self.log = tmp_path / "ansible.log"
         private_key, _public = ssh_keypair
@@ -76,8 +82,13 @@ class Site:
             "train_tmux_codebook_max_files": 100, "train_tmux_codebook_k": 8,
             "harvest_dest": str(self.harvest),
         }
+        settings.update(overrides)
+        self.private_key = private_key
         self.vars_file = tmp_path / "settings.json"
         self.vars_file.write_text(json.dumps(settings))
+
+    def ssh(self, instance, command):
+        return ssh(instance, self.private_key, str(self.tmp / "known_hosts"), command)
 
     def play(self, *args, expect_rc=0):
         argv = ["ansible-playbook", "-e", "@%s" % self.vars_file, *args]

@@ -10,6 +10,7 @@ On the instance (copied with checkpoint.py into a temporary directory that is re
 
 On the controller:
   artifacts.py plan DEST < PROBE_JSON        which remote files to pull (missing locally or another sha256)
+  artifacts.py restore-plan DEST STAGES_JSON what a new instance needs to go on where a lost one stopped
   artifacts.py settle DEST < {"plan", "probe", "finals", "keep", "codebook"}
       accepts pulled temporaries whose sha256 and structure match (renamed into place), rejects the others, applies
       the local retention, checks every expected final artifact against the instance, rewrites manifest.json.
@@ -123,6 +124,10 @@ def probe(root, patterns, status):
             if os.path.isfile(path):
                 rels.add(os.path.relpath(path, root))
     files = [describe(root, rel) for rel in sorted(rels)]
+    stamps = stage_stamps(root, status.get("state_dir", ""), status.get("stages", []))
+    for entry in files:
+        if "epoch" in entry:
+            entry["stage_output"] = stage_of(os.path.join(root, entry["path"]), stamps) or entry["stage_output"]
     # A fresh instance may not have the workspace yet: nothing to pull, and the disk is the one it would be on.
     existing = root
     while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
@@ -136,10 +141,71 @@ def probe(root, patterns, status):
         "now": int(time.time())}}
 
 
+def stage_stamps(root, state_dir, stages):
+    """[(mtime_ns, output)] of the stamps the curriculum leaves when a stage starts (<state_dir>/<log stem>.started),
+    oldest first: epoch checkpoints share their names across stages, so their age tells which stage wrote them."""
+    stamps = []
+    for stage in stages:
+        stem = os.path.splitext(os.path.basename(stage["log"]))[0]
+        try:
+            stamps.append((os.stat(os.path.join(root, state_dir, stem + ".started")).st_mtime_ns, stage["output"]))
+        except OSError:
+            continue
+    return sorted(stamps)
+
+
+def stage_of(path, stamps):
+    """The output of the stage that wrote the epoch checkpoint PATH: the newest stamp older than the file."""
+    mtime = os.stat(path).st_mtime_ns
+    owner = None
+    for started, output in stamps:
+        if started < mtime:
+            owner = output
+    return owner
+
+
+def restore_plan(dest, stages):
+    """What a new instance needs from the controller to go on where a lost one stopped: the codebook with its
+    job marker, each finished stage's output, log and marker, then the stage in flight's log and its newest epoch
+    checkpoint (RESUME: the stamp to date before it, so the curriculum resumes from it)."""
+    def held(rel):
+        return os.path.isfile(os.path.join(dest, rel)) and os.path.getsize(os.path.join(dest, rel)) > 0
+
+    def finished(marker):
+        try:
+            with open(os.path.join(dest, marker)) as f:
+                return json.load(f).get("status") == 0
+        except (OSError, ValueError):
+            return False
+
+    copies, resume = [], None
+    if held("checkpoints/codebook_code.bin") and finished("logs/phase03.exit"):
+        copies += ["checkpoints/codebook_code.bin", "logs/phase03.exit"]
+    for stage in stages:
+        log = os.path.join("logs", os.path.basename(stage["log"]))
+        marker = os.path.splitext(log)[0] + ".exit"
+        if held(stage["output"]) and finished(marker):
+            copies += [stage["output"], log, marker]
+            continue
+        if held(log):
+            copies.append(log)
+        stem = os.path.splitext(os.path.basename(stage["output"]))[0]
+        epochs = glob.glob(os.path.join(dest, os.path.dirname(stage["output"]), "epochs", stem,
+                                        "scaled_vfn_epoch_*.safetensors"))
+        newest = max(epochs, key=lambda p: int(EPOCH_RE.search(p).group(1)), default=None)
+        if newest:
+            resume = {"local": os.path.relpath(newest, dest),
+                      "remote": os.path.join(os.path.dirname(stage["output"]), os.path.basename(newest)),
+                      "stamp": os.path.splitext(os.path.basename(stage["log"]))[0] + ".started",
+                      "epoch": int(EPOCH_RE.search(newest).group(1)), "stage_output": stage["output"]}
+        break
+    return {"copies": [{"local": rel, "remote": rel} for rel in copies], "resume": resume}
+
+
 def local_rel(entry):
     """Epoch checkpoints share names across stages on the instance; locally each stage gets its own folder."""
     if "epoch" in entry:
-        stage = os.path.splitext(entry.get("stage_output") or "unknown-stage")[0]
+        stage = os.path.splitext(os.path.basename(entry.get("stage_output") or "unknown-stage"))[0]
         return os.path.join(os.path.dirname(entry["path"]), "epochs", stage, os.path.basename(entry["path"]))
     return entry["path"]
 
@@ -292,6 +358,8 @@ def main(argv):
     elif cmd == "prune-remote" and len(argv) == 4:
         result = {"removed": prune_remote(argv[1], int(argv[2]), load(argv[3]))}
         result["changed"] = bool(result["removed"])
+    elif cmd == "restore-plan" and len(argv) == 3:
+        result = restore_plan(argv[1], load(argv[2]))
     elif cmd == "plan" and len(argv) == 2:
         result = plan(argv[1], json.load(sys.stdin))
     elif cmd == "settle" and len(argv) == 2:
