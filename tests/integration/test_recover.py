@@ -93,6 +93,9 @@ def test_a_stopped_instance_recovers_on_itself(held_campaign, emulator):
     site.play("playbooks/recover.yml")
     (instance,) = live(emulator)
     assert instance["id"] == stopped["id"]
+    # The launcher ran from the onstart script the rent sent, as Vast.ai runs it when the container starts.
+    relaunch = site.ssh(instance, "cat volt-x/logs/relaunch.log")
+    assert relaunch.returncode == 0 and "phase21" in relaunch.stdout, relaunch
     stage2_log = finish_and_check(site, emulator, instance)
     assert "resuming from" in stage2_log
     site.play("playbooks/teardown.yml")
