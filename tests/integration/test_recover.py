@@ -82,6 +82,10 @@ def test_host_lost_mid_stage_2_recovers_on_a_new_instance_from_the_newest_epoch(
     assert (site.harvest / "checkpoints" / "codebook_code.bin").read_bytes() == codebook, "Phase 0.3 ran again"
     ledger = emulator.state()["ledger"]["instances"]
     assert {str(lost["id"]), str(replacement["id"])} <= {str(i) for i in ledger}
+    # The report's money covers the lost instance too, for all the time it existed.
+    cost = json.loads((site.harvest / "report" / "status.json").read_text())["cost"]
+    assert [e["id"] for e in cost["earlier_instances"]] == [lost["id"]]
+    assert cost["spent_usd"] > cost["earlier_usd"] > 0
     site.play("playbooks/teardown.yml")
     assert live(emulator) == [] and emulator.containers() == []
 

@@ -1,6 +1,7 @@
 """Status report and loss curve for voltx.vastai.harvest (runs on the controller, with the Python running Ansible).
 
   report.py INPUT_JSON|-
+  report.py record DEST ROW_JSON     adds a destroyed instance ({id, dph, start_time, end_time}) to DEST/campaign.json
 INPUT_JSON (a file, or stdin for -) holds: dest, report_dir, probe (the instance's status and files), settle (the
 harvest's result), stages ([{log, output, epochs}] in curriculum order), loss_pattern (a regular expression with a
 named group ``loss``), log_dir, dph, start_time (epoch seconds or ISO 8601, may be empty), now (epoch seconds,
@@ -314,8 +315,11 @@ def build_report(cfg):
     start = parse_time(cfg.get("start_time"))
     dph = float(cfg["dph"]) if cfg.get("dph") not in (None, "") else None
     elapsed_h = (now - start) / 3600.0 if start is not None else None
+    earlier = earlier_instances(cfg["dest"])
+    earlier_usd = round(sum(e["spent_usd"] for e in earlier), 4)
+    spent = round(dph * elapsed_h + earlier_usd, 4) if dph is not None and elapsed_h is not None else None
     cost = {"dph": dph, "start_time": start, "elapsed_hours": round(elapsed_h, 4) if elapsed_h is not None else None,
-            "spent_usd": round(dph * elapsed_h, 4) if dph is not None and elapsed_h is not None else None}
+            "spent_usd": spent, "earlier_instances": earlier, "earlier_usd": earlier_usd}
     eta = estimate([stage_fraction(st, s, p) for st, s, p in zip(stages, states, parsed)], elapsed_h, dph, now)
 
     series = build_series([(i + 1, st["log"], p) for i, (st, p) in enumerate(zip(stages, parsed)) if p is not None])
@@ -368,7 +372,45 @@ def write_atomic(path, data, mode="w"):
     os.replace(path + ".tmp", path)
 
 
+LEDGER = "campaign.json"
+
+
+def earlier_instances(dest):
+    """The campaign's instances destroyed before this one (a recovery rents a new one), each with what it cost:
+    its price for all the time it existed, so the disk a stopped instance kept billing is counted too."""
+    try:
+        with open(os.path.join(dest, LEDGER)) as f:
+            rows = json.load(f).get("instances", [])
+    except (OSError, ValueError):
+        return []
+    out = []
+    for row in rows:
+        start, end = parse_time(row.get("start_time")), parse_time(row.get("end_time"))
+        hours = (end - start) / 3600.0 if start is not None and end is not None else 0.0
+        out.append(dict(row, hours=round(hours, 4), spent_usd=round(float(row.get("dph") or 0) * hours, 4)))
+    return out
+
+
+def record_instance(dest, row):
+    """Adds a destroyed instance to the campaign's ledger (once per id)."""
+    path = os.path.join(dest, LEDGER)
+    try:
+        with open(path) as f:
+            ledger = json.load(f)
+    except (OSError, ValueError):
+        ledger = {"instances": []}
+    if any(str(r.get("id")) == str(row["id"]) for r in ledger["instances"]):
+        return False
+    ledger["instances"].append(row)
+    write_atomic(path, json.dumps(ledger, indent=1, sort_keys=True))
+    return True
+
+
 def main(argv):
+    if argv[0] == "record":
+        changed = record_instance(argv[1], json.loads(argv[2]))
+        json.dump({"changed": changed}, sys.stdout)
+        return 0
     cfg = json.load(sys.stdin if argv[0] == "-" else open(argv[0]))
     report_dir = cfg["report_dir"]
     report = build_report(cfg)
@@ -441,6 +483,9 @@ def render_md(r):
     out.append("- elapsed: %s h" % (c["elapsed_hours"] if c["elapsed_hours"] is not None else "unknown"))
     out.append("- price: %s $/h" % (c["dph"] if c["dph"] is not None else "unknown"))
     out.append("- spent so far: %s" % ("$%.2f" % c["spent_usd"] if c["spent_usd"] is not None else "unknown"))
+    if c.get("earlier_instances"):
+        out.append("- of which earlier instances of the campaign: $%.2f (%s)" % (c["earlier_usd"], ", ".join(
+            "%s: %.1f h at $%s/h" % (e["id"], e["hours"], e["dph"]) for e in c["earlier_instances"])))
     if r["eta"]["projected_total_usd"] is not None:
         out.append("- projected total: $%.2f" % r["eta"]["projected_total_usd"])
     a = r["artifacts"]
