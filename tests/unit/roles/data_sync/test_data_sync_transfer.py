@@ -1,5 +1,6 @@
 """data_sync_transfer.py's attempt loop: what it does after each answer from the target (ssh and rsync faked)."""
 
+import argparse
 import hashlib
 import json
 import shlex
@@ -16,8 +17,8 @@ class Target:
     """Stands in for ssh and rsync: answers probe/receive/discard from scripted lists and records every call."""
 
     def __init__(self, probes=(), streams=(), rsyncs=(), from_parts=()):
-        self.probes, self.streams, self.rsyncs, self.from_parts = list(probes), list(streams), list(rsyncs), \
-            list(from_parts)
+        self.probes, self.streams, self.rsyncs = list(probes), list(streams), list(rsyncs)
+        self.from_parts = list(from_parts)
         self.calls = []
 
     def install(self, monkeypatch):
@@ -146,11 +147,11 @@ def test_giving_up_reports_how_much_of_the_part_the_target_keeps(tmp_path, capsy
 def test_the_remote_command_quotes_its_arguments_and_unpacks_into_the_root(tmp_path, keep):
     (tmp_path / "manifest.json").write_text(json.dumps({"archives": [{
         "name": "stack python", "file": "s.tar.zst", "size": 1, "sha256": "0", "members": []}]}))
-    a = transfer.argparse.Namespace(manifest=str(tmp_path / "manifest.json"), archive="stack python",
-                                    progress=str(tmp_path / "p.json"), remote_python="/usr/bin/python3",
-                                    remote_helper="/w/h.py", remote_manifest="/w/m.json", remote_state="/w/s",
-                                    remote_root="/w/my root", keep_archive=keep, port=2222, key="/k/id", user="root",
-                                    host="h", ssh_option=["StrictHostKeyChecking=yes"])
+    a = argparse.Namespace(manifest=str(tmp_path / "manifest.json"), archive="stack python",
+                           progress=str(tmp_path / "p.json"), remote_python="/usr/bin/python3",
+                           remote_helper="/w/h.py", remote_manifest="/w/m.json", remote_state="/w/s",
+                           remote_root="/w/my root", keep_archive=keep, port=2222, key="/k/id", user="root",
+                           host="h", ssh_option=["StrictHostKeyChecking=yes"])
     job = transfer.Job(a)
     argv = shlex.split(job.remote("receive", "--from-part"))
     assert argv[:3] == ["/usr/bin/python3", "/w/h.py", "receive"]
