@@ -1,11 +1,14 @@
 """data_sync_progress.py: the lines a user watches while the archives travel, and the byte sizes every script prints."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
-from _load import script
+from _load import FILES, script
 
 progress = script("data_sync_progress")
 
@@ -67,3 +70,19 @@ def test_main_stops_waiting_after_wait_seconds_while_a_transfer_still_runs(tmp_p
     assert progress.main(["--wait", "0.6", str(path)]) == 0
     assert 0.5 <= time.time() - started < 5
     assert "25.0%" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, argv", [
+    ("data_sync_progress", ["--wait", "0", "absent.json"]),
+    ("data_sync_pack", ["check", "--request", json.dumps({
+        "files": {}, "layout": {"checkpoints": "c", "data": "d", "stack_python": "p", "multilang": "m"},
+        "names": {"staging": "S", "stack_python": "P", "stack_multilang": "M"}, "codec": "gzip", "tools": []})]),
+    ("data_sync_transfer", ["--help"]),
+])
+def test_the_controller_scripts_run_as_the_role_runs_them(tmp_path, name, argv):
+    """By their path, from another directory, with no PYTHONPATH: the helpers they share must come along."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([sys.executable, os.path.join(FILES, name + ".py")] + argv, cwd=str(tmp_path), env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.strip()
