@@ -27,17 +27,11 @@ import tarfile
 import threading
 import time
 
+# One copy of the shared helpers: data_sync_remote.py lies next to this file in the role.
+from data_sync_remote import human  # pylint: disable=import-error
+
 CHUNK = 1 << 20
 SUFFIX = {"zstd": ".tar.zst", "gzip": ".tar.gz"}
-
-
-def human(n):
-    n = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1000.0
-    return "%d B" % n
 
 
 def plan_archives(req):

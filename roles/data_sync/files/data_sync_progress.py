@@ -10,14 +10,8 @@ import json
 import sys
 import time
 
-
-def human(n):
-    n = float(n or 0)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1000.0
-    return "%d B" % n
+# One copy of the shared helpers: data_sync_remote.py lies next to this file in the role.
+from data_sync_remote import human  # pylint: disable=import-error
 
 
 def duration(s):

@@ -34,7 +34,9 @@ EXIT_OK, EXIT_FAIL, EXIT_TRUNCATED, EXIT_CORRUPT = 0, 1, 3, 4
 
 
 def human(n):
-    n = float(n)
+    """Bytes in decimal units ("142.5 GB"); None reads as 0. The one copy: data_sync's controller-side scripts, which
+    lie next to this file in the role, import it from here; this file runs alone on the target."""
+    n = float(n or 0)
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
             return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))

@@ -16,7 +16,6 @@ the archives are already compressed, and each stream needs its own TCP window.
 
 import argparse
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -26,16 +25,10 @@ import sys
 import threading
 import time
 
+# One copy of the shared helpers: data_sync_remote.py lies next to this file in the role.
+from data_sync_remote import human, sha256_file  # pylint: disable=import-error
+
 CHUNK = 1 << 20
-
-
-def human(n):
-    n = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1000.0
-    return "%d B" % n
 
 
 class Job:
@@ -191,11 +184,8 @@ class Job:
         return rc, err["b"].decode("utf-8", "replace").strip()
 
     def local_matches_manifest(self):
-        h = hashlib.sha256()
-        with open(self.local, "rb") as f:
-            for chunk in iter(lambda: f.read(CHUNK), b""):
-                h.update(chunk)
-        return h.hexdigest() == self.arc["sha256"], h.hexdigest()
+        got = sha256_file(self.local)
+        return got == self.arc["sha256"], got
 
     # --- the attempt loop ---------------------------------------------------------------------
     def run(self):

@@ -4,7 +4,7 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-for rel in ("roles/train_tmux/files", "roles/harvest/files"):
+for rel in ("roles/train_tmux/files", "roles/harvest/files", "roles/data_sync/files"):
     path = os.path.join(ROOT, rel)
     if path not in sys.path:
         sys.path.insert(0, path)
