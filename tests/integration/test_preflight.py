@@ -11,6 +11,8 @@ BAD_INPUTS = {
                                        "warmup": 10, "epochs": "ten", "output": "checkpoints/x.safetensors",
                                        "log": "x.log"}]}, "epochs"),
     "streams": ({"data_sync_max_streams": "three"}, "data_sync_max_streams"),
+    "local_files": ({"data_sync_local_files": {"checkpoints": {}, "stak_python": "/x/python_sample.jsonl"}},
+                    "data_sync_local_files.stak_python"),
     "disk": ({"vastai_disk_gb": 1}, "vastai_disk_gb"),
     "gpu": ({"vastai_gpu_name": "RTX 9999"}, "vastai_gpu_name"),
     "public_key": ({"vastai_ssh_public_key_file": "/nonexistent/id_ed25519.pub"}, "vastai_ssh_public_key_file"),
