@@ -402,7 +402,12 @@ def record_instance(dest, row):
     if any(str(r.get("id")) == str(row["id"]) for r in ledger["instances"]):
         return False
     ledger["instances"].append(row)
-    write_atomic(path, json.dumps(ledger, indent=1, sort_keys=True))
+    os.makedirs(dest, mode=0o700, exist_ok=True)
+    old_umask = os.umask(0o077)  # the user's results are private
+    try:
+        write_atomic(path, json.dumps(ledger, indent=1, sort_keys=True))
+    finally:
+        os.umask(old_umask)
     return True
 
 

@@ -293,10 +293,11 @@ def test_argument_specs_document_the_defaults_report_py_is_tested_with():
 
 
 def test_earlier_instances_of_the_campaign_count_in_the_money_spent(tmp_path):
-    dest = str(tmp_path)
+    dest = str(tmp_path / "not-harvested-yet")
     row = {"id": 7, "label": "volt-x-training", "dph": 0.2, "start_time": 1000.0, "end_time": 1000.0 + 3 * 3600}
     assert report.record_instance(dest, row) is True
     assert report.record_instance(dest, row) is False, "an instance is counted once"
     (earlier,) = report.earlier_instances(dest)
     assert (earlier["id"], earlier["hours"], earlier["spent_usd"]) == (7, 3.0, 0.6)
+    assert os.stat(os.path.join(dest, "campaign.json")).st_mode & 0o777 == 0o600
     assert report.earlier_instances(str(tmp_path / "nothing-yet")) == []
