@@ -403,15 +403,12 @@ def record_instance(dest, row):
         return False
     ledger["instances"].append(row)
     os.makedirs(dest, mode=0o700, exist_ok=True)
-    old_umask = os.umask(0o077)  # the user's results are private
-    try:
-        write_atomic(path, json.dumps(ledger, indent=1, sort_keys=True))
-    finally:
-        os.umask(old_umask)
+    write_atomic(path, json.dumps(ledger, indent=1, sort_keys=True))
     return True
 
 
 def main(argv):
+    os.umask(0o077)  # everything written here (report, plot, ledger) is the user's alone, from the start
     if argv[0] == "record":
         changed = record_instance(argv[1], json.loads(argv[2]))
         json.dump({"changed": changed}, sys.stdout)

@@ -295,7 +295,11 @@ def test_argument_specs_document_the_defaults_report_py_is_tested_with():
 def test_earlier_instances_of_the_campaign_count_in_the_money_spent(tmp_path):
     dest = str(tmp_path / "not-harvested-yet")
     row = {"id": 7, "label": "volt-x-training", "dph": 0.2, "start_time": 1000.0, "end_time": 1000.0 + 3 * 3600}
-    assert report.record_instance(dest, row) is True
+    umask = os.umask(0o022)
+    try:
+        assert report.main(["record", dest, json.dumps(row)]) == 0  # main makes what it writes private
+    finally:
+        os.umask(umask)
     assert report.record_instance(dest, row) is False, "an instance is counted once"
     (earlier,) = report.earlier_instances(dest)
     assert (earlier["id"], earlier["hours"], earlier["spent_usd"]) == (7, 3.0, 0.6)
