@@ -1,15 +1,12 @@
 """One upload per archive: a second transfer of the same archive waits for the first and reports its result."""
 
-import importlib.util
 import json
 import os
 import threading
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-SPEC = importlib.util.spec_from_file_location(
-    "data_sync_transfer", os.path.join(ROOT, "roles", "data_sync", "files", "data_sync_transfer.py"))
-transfer = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(transfer)
+from _load import script
+
+transfer = script("data_sync_transfer")
 
 
 def args(tmp_path, archive="stack_python"):
