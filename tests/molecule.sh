@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every molecule scenario (converge, idempotence, verify, destroy) on the shared test image.
+# Runs the molecule scenarios (converge, idempotence, verify, destroy) on the shared test image.
 # Scenarios are independent, so they run two at a time; each one's log is kept and shown if it fails.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +28,12 @@ run_scenario() {
 }
 export -f run_scenario
 
-mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -rn1 basename | sort)
+# Every scenario, or the ones named as arguments (bash tests/molecule.sh harvest train_tmux).
+if [ "$#" -gt 0 ]; then
+    scenarios=("$@")
+else
+    mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -rn1 basename | sort)
+fi
 [ "${#scenarios[@]}" -gt 0 ] || { echo "no molecule scenarios"; exit 0; }
 # shellcheck disable=SC2016  # $1 is expanded by the inner bash, one scenario per call
 printf '%s\n' "${scenarios[@]}" | xargs -P "${MOLECULE_JOBS:-2}" -I{} bash -c 'run_scenario "$1"' _ {}

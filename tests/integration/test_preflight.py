@@ -7,7 +7,7 @@ import pytest
 from test_site import Site
 
 BAD_INPUTS = {
-    "stages": ({"train_tmux_stages": [{"name": "one", "data": ["data/code_training_combined.jsonl"], "lr": "1e-4",
+    "stages": ({"campaign_stages": [{"name": "one", "data": ["data/code_training_combined.jsonl"], "lr": "1e-4",
                                        "warmup": 10, "epochs": "ten", "output": "checkpoints/x.safetensors",
                                        "log": "x.log"}]}, "epochs"),
     "streams": ({"data_sync_max_streams": "three"}, "data_sync_max_streams"),

@@ -42,7 +42,7 @@ def wait_for_hold(site, instance, deadline_s=300):
 def held_campaign(emulator, ssh_keypair, tmp_path):
     """A campaign whose codebook and stage 1 are finished and harvested, held inside stage 2 after epoch 3."""
     emulator.reset()
-    site = Site(tmp_path, emulator, ssh_keypair, train_tmux_stages=stages([2, 4, 2]),
+    site = Site(tmp_path, emulator, ssh_keypair, campaign_stages=stages([2, 4, 2]),
                 train_tmux_env={"VOLTX_STEP_MS": "20", "VOLTX_STEPS_PER_EPOCH": "3",
                                 "VOLTX_HOLD_FILE": HOLD, "VOLTX_HOLD_AFTER_EPOCH": "3"})
     site.play("site.yml", "--skip-tags", "train")

@@ -10,7 +10,7 @@ On the instance (copied with checkpoint.py into a temporary directory that is re
 
 On the controller:
   artifacts.py plan DEST < PROBE_JSON        which remote files to pull (missing locally or another sha256)
-  artifacts.py restore-plan DEST STAGES_JSON what a new instance needs to go on where a lost one stopped
+  artifacts.py restore-plan DEST LAYOUT_JSON what a new instance needs to go on where a lost one stopped
   artifacts.py settle DEST < {"plan", "probe", "finals", "keep", "codebook"}
       accepts pulled temporaries whose sha256 and structure match (renamed into place), rejects the others, applies
       the local retention, checks every expected final artifact against the instance, rewrites manifest.json.
@@ -164,10 +164,11 @@ def stage_of(path, stamps):
     return owner
 
 
-def restore_plan(dest, stages):
+def restore_plan(dest, layout):
     """What a new instance needs from the controller to go on where a lost one stopped: the codebook with its
     job marker, each finished stage's output, log and marker, then the stage in flight's log and its newest epoch
-    checkpoint (RESUME: the stamp to date before it, so the curriculum resumes from it)."""
+    checkpoint (RESUME: the stamp to date before it, so the curriculum resumes from it). LAYOUT is the campaign's
+    (log_dir, codebook_job, codebook_output, stages), with paths relative to the workspace."""
     def held(rel):
         return os.path.isfile(os.path.join(dest, rel)) and os.path.getsize(os.path.join(dest, rel)) > 0
 
@@ -179,10 +180,11 @@ def restore_plan(dest, stages):
             return False
 
     copies, resume = [], None
-    if held("checkpoints/codebook_code.bin") and finished("logs/phase03.exit"):
-        copies += ["checkpoints/codebook_code.bin", "logs/phase03.exit"]
-    for stage in stages:
-        log = os.path.join("logs", os.path.basename(stage["log"]))
+    codebook_marker = os.path.join(layout["log_dir"], layout["codebook_job"] + ".exit")
+    if held(layout["codebook_output"]) and finished(codebook_marker):
+        copies += [layout["codebook_output"], codebook_marker]
+    for stage in layout["stages"]:
+        log = os.path.join(layout["log_dir"], os.path.basename(stage["log"]))
         marker = os.path.splitext(log)[0] + ".exit"
         if held(stage["output"]) and finished(marker):
             copies += [stage["output"], log, marker]
