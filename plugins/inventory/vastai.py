@@ -94,6 +94,21 @@ options:
     type: list
     elements: str
     default: []
+  instance_label:
+    description:
+      - The label of the instance this collection's playbooks rent and manage; its identity, so a re-run finds the
+        instance it rented and rents nothing.
+      - Every host and the implicit C(localhost) get it as C(vastai_instance_label) (a variable of the group C(all)),
+        which is where the rent, harvest and teardown plays read it; the host with this label is put in the group
+        O(instance_group). This option is the one place the label is set.
+    type: str
+    default: volt-x-training
+  instance_group:
+    description:
+      - The group that holds the instance labelled O(instance_label) (empty while none exists); the step playbooks
+        target it.
+    type: str
+    default: training
   known_hosts_dir:
     description:
       - Directory of the pinned SSH host keys, one known-hosts file per instance, named by the instance id
@@ -457,6 +472,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         keyed_groups = self.get_option("keyed_groups")
 
         self.inventory.add_group(GROUP_ALL)
+        instance_label = self.get_option("instance_label")
+        instance_group = self.inventory.add_group(self.get_option("instance_group"))
+        self.inventory.set_variable("all", "vastai_instance_label", instance_label)
         named, collided = assign_host_names(self._select(instances))
         for name, ids in collided:
             self.display.warning("Vast.ai inventory: instances %s share the host name %s; each is named %s-<id>"
@@ -472,6 +490,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for key, value in hostvars.items():
                 self.inventory.set_variable(host, key, value)
 
+            if _strip(instance.get("label")) == instance_label:
+                self.inventory.add_child(instance_group, host)
             self._set_composite_vars(compose, self.inventory.get_host(host).get_vars(), host, strict=strict)
             self._add_host_to_composed_groups(groups, hostvars, host, strict=strict)
             self._add_host_to_keyed_groups(keyed_groups, hostvars, host, strict=strict)

@@ -8,8 +8,8 @@ from test_site import Site
 
 BAD_INPUTS = {
     "stages": ({"campaign_stages": [{"name": "one", "data": ["data/code_training_combined.jsonl"], "lr": "1e-4",
-                                       "warmup": 10, "epochs": "ten", "output": "checkpoints/x.safetensors",
-                                       "log": "x.log"}]}, "epochs"),
+                                     "warmup": 10, "epochs": "ten", "output": "checkpoints/x.safetensors",
+                                     "log": "x.log"}]}, "epochs"),
     "streams": ({"data_sync_max_streams": "three"}, "data_sync_max_streams"),
     "local_files": ({"data_sync_local_files": {"checkpoints": {}, "stak_python": "/x/python_sample.jsonl"}},
                     "data_sync_local_files.stak_python"),

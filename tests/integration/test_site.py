@@ -14,7 +14,7 @@ import time
 from ansible_collections.voltx.vastai.plugins.module_utils._endpoint import ssh_endpoint
 from conftest import ROOT, VENV_BIN
 
-LABEL = "volt-x-training"  # inventories/group_vars/all.yml and the inventory's `training` group
+LABEL = "volt-x-training"  # the inventory plugin's instance_label default
 
 
 def recap(output):

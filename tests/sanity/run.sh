@@ -11,7 +11,10 @@ src = (pathlib.Path(ansible_test.__file__).parent / "_internal" / "python_requir
 print(re.search(r"pip='([0-9.]+)'", src).group(1))
 PY
 )
-cache=~/.ansible/test/cache/get_pip_${pip_version//./_}.py
+# ansible-test keeps its state under ~/.ansible/test: give it a home inside this checkout, so that two checkouts
+# (or two runs of `make test`) never share or clobber it.
+export HOME=$root/.build/sanity-home
+cache=$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py
 mkdir -p "$(dirname "$cache")"
 [ -s "$cache" ] || cp "$root/tests/sanity/get_pip_offline.py" "$cache"
 

@@ -16,7 +16,7 @@ def campaign_defaults():
 
     def render(value):
         if isinstance(value, str):
-            for _ in range(5):  # defaults refer to other defaults, a few levels deep at most
+            for dummy in range(5):  # defaults refer to other defaults, a few levels deep at most
                 value = env.from_string(value).render(raw)
             return value
         if isinstance(value, list):

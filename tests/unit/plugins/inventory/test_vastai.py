@@ -527,6 +527,30 @@ def test_malicious_label_through_inventory_manager(tmp_path, rows, real_client, 
     assert not (tmp_path / "vastai_pwned").exists()
 
 
+def test_instance_label_makes_the_training_group_and_reaches_localhost(tmp_path, rows, real_client, monkeypatch):
+    """The label is set once, in the inventory: the labelled host is in `training`, and the rent play on the
+    implicit localhost reads the same label."""
+    from ansible.vars.manager import VariableManager
+
+    real_client(FakeSession(rows))
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    path = write_config(tmp_path, "instance_label: train-01\ninstance_group: mine\n")
+    loader = DataLoader()
+    manager = InventoryManager(loader=loader, sources=[path])
+    assert [h.name for h in manager.get_hosts("mine")] == ["train-01"]
+    variables = VariableManager(loader=loader, inventory=manager)
+    localhost = manager.get_host("localhost")
+    assert localhost.implicit
+    assert variables.get_vars(host=localhost)["vastai_instance_label"] == "train-01"
+    assert variables.get_vars(host=manager.get_host("notebook"))["vastai_instance_label"] == "train-01"
+
+
+def test_default_instance_label_group_is_empty_without_that_instance(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path), client=FakeClient(rows))
+    assert group_hosts(inventory, "training") == []
+    assert inventory.groups["all"].get_vars()["vastai_instance_label"] == "volt-x-training"
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # the real client: paging, key, URL, errors
 # --------------------------------------------------------------------------------------------------------------------
