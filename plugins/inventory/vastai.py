@@ -100,15 +100,10 @@ options:
         instance it rented and rents nothing.
       - Every host and the implicit C(localhost) get it as C(vastai_instance_label) (a variable of the group C(all)),
         which is where the rent, harvest and teardown plays read it; the host with this label is put in the group
-        O(instance_group). This option is the one place the label is set.
+        C(training), which the collection's step playbooks target (empty while no such instance exists).
+      - This option is the one place the label is set.
     type: str
     default: volt-x-training
-  instance_group:
-    description:
-      - The group that holds the instance labelled O(instance_label) (empty while none exists); the step playbooks
-        target it.
-    type: str
-    default: training
   known_hosts_dir:
     description:
       - Directory of the pinned SSH host keys, one known-hosts file per instance, named by the instance id
@@ -245,6 +240,8 @@ from ansible_collections.voltx.vastai.plugins.module_utils._endpoint import (
 
 
 GROUP_ALL = "vastai"
+# The group of the instance labelled instance_label: the hosts pattern of the collection's step playbooks.
+INSTANCE_GROUP = "training"
 
 
 def _strip(value):
@@ -473,7 +470,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
         self.inventory.add_group(GROUP_ALL)
         instance_label = self.get_option("instance_label")
-        instance_group = self.inventory.add_group(self.get_option("instance_group"))
+        instance_group = self.inventory.add_group(INSTANCE_GROUP)
         self.inventory.set_variable("all", "vastai_instance_label", instance_label)
         named, collided = assign_host_names(self._select(instances))
         for name, ids in collided:

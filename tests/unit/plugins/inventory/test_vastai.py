@@ -534,10 +534,10 @@ def test_instance_label_makes_the_training_group_and_reaches_localhost(tmp_path,
 
     real_client(FakeSession(rows))
     monkeypatch.setenv("VAST_API_KEY", API_KEY)
-    path = write_config(tmp_path, "instance_label: train-01\ninstance_group: mine\n")
+    path = write_config(tmp_path, "instance_label: train-01\n")
     loader = DataLoader()
     manager = InventoryManager(loader=loader, sources=[path])
-    assert [h.name for h in manager.get_hosts("mine")] == ["train-01"]
+    assert [h.name for h in manager.get_hosts("training")] == ["train-01"]
     variables = VariableManager(loader=loader, inventory=manager)
     localhost = manager.get_host("localhost")
     assert localhost.implicit
