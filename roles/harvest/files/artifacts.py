@@ -15,8 +15,8 @@ On the controller:
       accepts pulled temporaries whose sha256 and structure match (renamed into place), rejects the others, applies
       the local retention, checks every expected final artifact against the instance, rewrites manifest.json.
 
-Standard library, plus checkpoint.py: train_tmux's artifact checker, the only one (next to this file on the
-instance, on PYTHONPATH on the controller). Files are compared by sha256; a download is renamed into place only
+Standard library, plus checkpoint.py (train_tmux's artifact checker, the only one) and data_sync_remote.py (the
+byte helpers), next to this file on the instance and on PYTHONPATH on the controller. Files are compared by sha256; a download is renamed into place only
 when it matches.
 """
 import glob
@@ -31,17 +31,11 @@ import time
 # The one artifact checker, shipped by voltx.vastai.train_tmux (roles/train_tmux/files/checkpoint.py). The tasks
 # put it next to this file on the instance and on PYTHONPATH on the controller.
 from checkpoint import EPOCH_RE, Invalid, check as _check  # noqa: E402  pylint: disable=import-error
+# The one whole-file sha256, data_sync's; it comes along the same way.
+from data_sync_remote import sha256_file  # noqa: E402  pylint: disable=import-error
 
 # How codebooks are checked (harvest_codebook_format / harvest_codebook_size); set by main().
 CODEBOOK = {"codebook_format": "generic", "codebook_size": 0}
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def prefix_sha256(path, size):
@@ -65,7 +59,7 @@ def check(path, name=None, settle_s=0):
 def describe(root, rel):
     path = os.path.join(root, rel)
     st = os.stat(path)
-    entry = {"path": rel, "size": st.st_size, "mtime": int(st.st_mtime), "sha256": sha256(path), "valid": True}
+    entry = {"path": rel, "size": st.st_size, "mtime": int(st.st_mtime), "sha256": sha256_file(path), "valid": True}
     try:
         info = check(path, settle_s=1 if rel.endswith(".bin") else 0)
         entry["kind"], entry["metadata"] = info["kind"], info["metadata"]
@@ -220,7 +214,7 @@ def plan(dest, probe_data):
             continue
         rel = local_rel(entry)
         local = os.path.join(dest, rel)
-        if os.path.isfile(local) and os.path.getsize(local) == entry["size"] and sha256(local) == entry["sha256"]:
+        if os.path.isfile(local) and os.path.getsize(local) == entry["size"] and sha256_file(local) == entry["sha256"]:
             continue
         pulls.append({"remote": entry["path"], "local": rel, "sha256": entry["sha256"], "size": entry["size"],
                       "tmp": os.path.join(".partial", rel.replace("/", "__") + ".part")})
@@ -234,7 +228,7 @@ def settle(dest, plan_data, finals, keep, probe_data):
         if not os.path.isfile(tmp):
             problems.append({"path": item["remote"], "problem": "download failed"})
             continue
-        got = sha256(tmp)
+        got = sha256_file(tmp)
         reason = None
         if got != item["sha256"] and item["local"].endswith(".log") and prefix_sha256(tmp, item["size"]) == item["sha256"]:
             got = item["sha256"]  # a log still being appended to: what the instance had at probe time is its prefix
@@ -272,7 +266,7 @@ def settle(dest, plan_data, finals, keep, probe_data):
             reason = "corrupt on the instance: " + entry["error"]
         elif not os.path.isfile(local):
             reason = "not pulled"
-        elif sha256(local) != entry["sha256"]:
+        elif sha256_file(local) != entry["sha256"]:
             reason = "local copy differs from the instance's (sha256)"
         else:
             try:
@@ -291,7 +285,7 @@ def settle(dest, plan_data, finals, keep, probe_data):
             rel = os.path.relpath(os.path.join(base, name), dest)
             if rel == "manifest.json" or rel.endswith(".tmp"):
                 continue
-            local_sha[rel] = sha256(os.path.join(dest, rel))
+            local_sha[rel] = sha256_file(os.path.join(dest, rel))
             files.append({"path": rel, "sha256": local_sha[rel], "size": os.path.getsize(os.path.join(dest, rel))})
     write_if_changed(os.path.join(dest, "manifest.json"),
                      json.dumps({"files": sorted(files, key=lambda f: f["path"])}, indent=1, sort_keys=True) + "\n")

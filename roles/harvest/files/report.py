@@ -18,6 +18,9 @@ import re
 import sys
 import time
 
+# The collection's one byte formatter, data_sync's (on PYTHONPATH: the harvest role's _harvest_pythonpath).
+from data_sync_remote import human  # noqa: E402  pylint: disable=import-error
+
 # Step and epoch numbers on a loss line, in the same forms as the loss: "step=40", "step: 40", "Step 40", '"step": 40';
 # "epoch 3/10" also gives the number of epochs.
 STEP_RE = re.compile(r'(?i)\bstep"?\s*[:=]?\s*(?P<step>\d+)')
@@ -273,14 +276,6 @@ def ts(v):
     return datetime.datetime.fromtimestamp(v, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if v else "unknown"
 
 
-def human_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return "%.1f %s" % (n, unit)
-        n /= 1024.0
-    return None
-
-
 def money_line(cost):
     if cost["spent_usd"] is None:
         return "spent: unknown (no price or start time)"
@@ -478,7 +473,7 @@ def render_md(r):
     d = r["disk"] or {}
     if d:
         out.append("- disk: %s used, %s free of %s" % (
-            human_bytes(d["used_bytes"]), human_bytes(d["free_bytes"]), human_bytes(d["total_bytes"])))
+            human(d["used_bytes"]), human(d["free_bytes"]), human(d["total_bytes"])))
     c = r["cost"]
     out += ["", "## Cost", ""]
     out.append("- started: %s" % ts(c["start_time"]))
