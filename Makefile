@@ -43,7 +43,7 @@ unit: venv collection
 	$(BIN)/pytest -q tests/unit
 
 integration: venv collection image
-	$(BIN)/pytest -q -n $(TEST_WORKERS) tests/emulator tests/integration
+	$(BIN)/pytest -v -n $(TEST_WORKERS) --durations=10 tests/emulator tests/integration
 
 lint: venv collection
 	$(BIN)/ansible-lint --profile production
