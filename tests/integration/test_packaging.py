@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -166,24 +167,25 @@ def test_the_readme_campaign_runs_from_the_installed_tarball_in_a_directory_of_i
     inventories/ of this checkout), against the emulator: the results land in that directory."""
     emulator.reset()
     site = Site(tmp_path, emulator, ssh_keypair)  # the fixture Volt-X and the guide's local files, generated
-    # The user's machine: a home with the guide's files (~/Volt_X, ~/VoltData) and the default SSH key.
+    # The user's home as the README's set-up lines see it: the guide's files in ~/Volt_X and ~/VoltData, and the
+    # collection installed to ~/.ansible/collections. (The playbooks run with the real HOME: Ansible's async jobs on
+    # the controller live under it.)
     home = tmp_path / "local"
-    (home / ".ssh").mkdir(mode=0o700)
-    for suffix in ("", ".pub"):
-        shutil.copy(ssh_keypair[0] + suffix, str(home / ".ssh" / ("id_ed25519" + suffix)))
     project = tmp_path / "my-campaign"
     project.mkdir()
     assert not str(project).startswith(ROOT + os.sep)
     shutil.copy(tarball, str(project))
-    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), HOME=str(home),
-               ANSIBLE_PRIVATE_KEY_FILE=str(home / ".ssh" / "id_ed25519"), ANSIBLE_NOCOLOR="1",
+    installed = home / ".ansible" / "collections" / "ansible_collections" / "voltx" / "vastai"
+    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(home / ".ansible" / "collections"), ANSIBLE_PRIVATE_KEY_FILE=site.private_key,
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), VAST_API_URL=emulator.url,
-               VAST_API_KEY=emulator.api_key)
-    for name in ("ANSIBLE_CONFIG", "ANSIBLE_COLLECTIONS_PATH", "VOLTX_VASTAI_KNOWN_HOSTS_DIR", "XDG_CONFIG_HOME"):
+               VAST_API_KEY=emulator.api_key, VOLTX_VASTAI_KNOWN_HOSTS_DIR=str(tmp_path / "known_hosts"))
+    for name in ("ANSIBLE_CONFIG", "XDG_CONFIG_HOME"):
         env.pop(name, None)  # nothing of this checkout's set-up helps the installed copy
 
-    def shell(script):
-        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=str(project), env=env,
+    def shell(script, **overrides):
+        run_env = dict((k, v) for k, v in dict(env, **overrides).items() if v is not None)
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=str(project), env=run_env,
                               capture_output=True, text=True, timeout=1200, check=False)
         with open(str(tmp_path / "ansible.log"), "a") as log:
             log.write("$ %s\n%s%s\n" % (script, proc.stdout, proc.stderr))
@@ -197,16 +199,15 @@ def test_the_readme_campaign_runs_from_the_installed_tarball_in_a_directory_of_i
     assert sorted(playbook) == ["harvest", "site", "teardown"], lines
     assert lines[0] == "ansible-galaxy collection install %s" % os.path.basename(tarball)
     assert "export VAST_API_KEY=..." in setup  # the key comes from this environment instead of a file
-    shell("\n".join(line for line in setup if not line.startswith("export VAST_API_KEY=")))
-    installed = home / ".ansible" / "collections" / "ansible_collections" / "voltx" / "vastai"
+    shell("\n".join(line for line in setup if not line.startswith("export VAST_API_KEY=")), HOME=str(home),
+          ANSIBLE_COLLECTIONS_PATH=None)
     assert (installed / "MANIFEST.json").is_file()
 
     # The emulator's stand-ins for what the real service and a real Volt-X would need (a local source, the
     # distribution's Rust, a tiny training), after the user's own settings the README wrote.
     with open(site.vars_file) as f:
         emulator_settings = json.load(f)
-    for user_setting in ("data_sync_local_checkpoints_dir", "data_sync_local_data_root", "vastai_ssh_public_key_file",
-                         "harvest_dest"):
+    for user_setting in ("data_sync_local_checkpoints_dir", "data_sync_local_data_root", "harvest_dest"):
         emulator_settings.pop(user_setting)
     with open(str(project / "group_vars" / "all.yml"), "a") as f:
         f.write(yaml.safe_dump(emulator_settings))
@@ -227,8 +228,7 @@ def test_the_readme_campaign_runs_from_the_installed_tarball_in_a_directory_of_i
     assert (results / "report" / "loss.png").is_file()
     assert not list(results.rglob("*.safetensors")), "the codebook and monitor playbooks pull no checkpoint"
 
-    wait_for_jobs(emulator, instance["id"], ssh_keypair[0],
-                  str(home / ".local" / "state" / "voltx-vastai" / "known_hosts"))
+    wait_for_jobs(emulator, instance["id"], site.private_key, str(tmp_path / "known_hosts"))
     shell(playbook["harvest"])
     shell(playbook["teardown"])
     assert emulator.containers() == []
