@@ -161,8 +161,8 @@ def test_changelog_fragments_lint():
     assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
 
 
-def test_the_readme_campaign_runs_from_the_installed_tarball_in_a_directory_of_its_own(tarball, emulator, ssh_keypair,
-                                                                                         tmp_path):
+def test_the_readme_campaign_runs_from_the_installed_tarball_in_a_directory_of_its_own(
+        tarball, emulator, ssh_keypair, tmp_path):
     """The README's Vast.ai lines, verbatim, from an empty project directory outside the checkout (no ansible.cfg, no
     inventories/ of this checkout), against the emulator: the results land in that directory."""
     emulator.reset()
@@ -189,8 +189,8 @@ def test_the_readme_campaign_runs_from_the_installed_tarball_in_a_directory_of_i
                               capture_output=True, text=True, timeout=1200, check=False)
         with open(str(tmp_path / "ansible.log"), "a") as log:
             log.write("$ %s\n%s%s\n" % (script, proc.stdout, proc.stderr))
-        assert proc.returncode == 0, "%s failed (%s):\n%s\n%s" % (script, proc.returncode, proc.stdout[-6000:],
-                                                                   proc.stderr[-3000:])
+        tail = proc.stdout[-6000:] + proc.stderr[-3000:]
+        assert proc.returncode == 0, "%s failed (%s):\n%s" % (script, proc.returncode, tail)
         return proc.stdout
 
     lines = vast_ai_commands()
