@@ -1,7 +1,8 @@
 """The collection as a user gets it: built with ansible-galaxy, installed offline next to the `ansible` package's
-collections (which must satisfy galaxy.yml's dependencies), and documented by ansible-doc from the installed copy.
+collections (which must satisfy galaxy.yml's dependencies), documented by ansible-doc from the installed copy, and
+driven the way the README's "Using it against Vast.ai" says, from a project directory outside the checkout.
 
-No Docker, no network; a few seconds.
+No network. The campaign test rents on the emulator (a few minutes); the others take seconds.
 """
 
 import ast
@@ -9,6 +10,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,6 +18,9 @@ import tarfile
 
 import pytest
 import yaml
+
+from test_readme import vast_ai_commands
+from test_site import LABEL, Site, wait_for_jobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -154,3 +159,80 @@ def test_changelog_fragments_lint():
     proc = subprocess.run([os.path.join(VENV_BIN, "antsibull-changelog"), "lint"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+
+
+def test_the_readme_campaign_runs_from_the_installed_tarball_in_a_directory_of_its_own(
+        tarball, emulator, ssh_keypair, tmp_path):
+    """The README's Vast.ai lines, verbatim, from an empty project directory outside the checkout (no ansible.cfg, no
+    inventories/ of this checkout), against the emulator: the results land in that directory."""
+    emulator.reset()
+    site = Site(tmp_path, emulator, ssh_keypair)  # the fixture Volt-X and the guide's local files, generated
+    # The user's home as the README's set-up lines see it: the guide's files in ~/Volt_X and ~/VoltData, and the
+    # collection installed to ~/.ansible/collections. (The playbooks run with the real HOME: Ansible's async jobs on
+    # the controller live under it.)
+    home = tmp_path / "local"
+    project = tmp_path / "my-campaign"
+    project.mkdir()
+    assert not str(project).startswith(ROOT + os.sep)
+    shutil.copy(tarball, str(project))
+    installed = home / ".ansible" / "collections" / "ansible_collections" / "voltx" / "vastai"
+    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(home / ".ansible" / "collections"), ANSIBLE_PRIVATE_KEY_FILE=site.private_key,
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), VAST_API_URL=emulator.url,
+               VAST_API_KEY=emulator.api_key, VOLTX_VASTAI_KNOWN_HOSTS_DIR=str(tmp_path / "known_hosts"))
+    for name in ("ANSIBLE_CONFIG", "XDG_CONFIG_HOME"):
+        env.pop(name, None)  # nothing of this checkout's set-up helps the installed copy
+
+    def shell(script, **overrides):
+        run_env = dict((k, v) for k, v in dict(env, **overrides).items() if v is not None)
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=str(project), env=run_env,
+                              capture_output=True, text=True, timeout=1200, check=False)
+        with open(str(tmp_path / "ansible.log"), "a") as log:
+            log.write("$ %s\n%s%s\n" % (script, proc.stdout, proc.stderr))
+        tail = proc.stdout[-6000:] + proc.stderr[-3000:]
+        assert proc.returncode == 0, "%s failed (%s):\n%s" % (script, proc.returncode, tail)
+        return proc.stdout
+
+    lines = vast_ai_commands()
+    setup = lines[:next(i for i, line in enumerate(lines) if line.startswith("ansible-playbook"))]
+    playbook = dict((line.split()[1].rsplit(".", 1)[1], line) for line in lines[len(setup):])
+    assert sorted(playbook) == ["harvest", "site", "teardown"], lines
+    assert lines[0] == "ansible-galaxy collection install %s" % os.path.basename(tarball)
+    assert "export VAST_API_KEY=..." in setup  # the key comes from this environment instead of a file
+    shell("\n".join(line for line in setup if not line.startswith("export VAST_API_KEY=")), HOME=str(home),
+          ANSIBLE_COLLECTIONS_PATH=None)
+    assert (installed / "MANIFEST.json").is_file()
+
+    # The emulator's stand-ins for what the real service and a real Volt-X would need (a local source, the
+    # distribution's Rust, a tiny training), after the user's own settings the README wrote.
+    with open(site.vars_file) as f:
+        emulator_settings = json.load(f)
+    for user_setting in ("data_sync_local_checkpoints_dir", "data_sync_local_data_root", "harvest_dest"):
+        emulator_settings.pop(user_setting)
+    with open(str(project / "group_vars" / "all.yml"), "a") as f:
+        f.write(yaml.safe_dump(emulator_settings))
+
+    first = shell(playbook["site"])
+    assert "tmux attach -t training" in first and "ansible-playbook voltx.vastai.monitor" in first
+    (instance,) = [i for i in emulator.state()["instances"] if not i.get("destroyed")]
+    results = project / "harvest" / LABEL
+
+    # Step 5 and step 7, the playbooks the README's table names, between the training and the harvest.
+    inventory = "-i inventory.vastai.yml"
+    secured = shell("ansible-playbook voltx.vastai.codebook %s -e harvest_codebook_wait_timeout=300" % inventory)
+    assert "Codebook secured" in secured
+    assert (results / "checkpoints" / "codebook_code.bin").stat().st_size > 0
+    shell("ansible-playbook voltx.vastai.monitor %s" % inventory)
+    status = json.loads((results / "report" / "status.json").read_text())
+    assert status["jobs"]["phase03"]["exit_status"] == 0 and status["cost"]["spent_usd"] > 0
+    assert (results / "report" / "loss.png").is_file()
+    assert not list(results.rglob("*.safetensors")), "the codebook and monitor playbooks pull no checkpoint"
+
+    wait_for_jobs(emulator, instance["id"], site.private_key, str(tmp_path / "known_hosts"))
+    shell(playbook["harvest"])
+    shell(playbook["teardown"])
+    assert emulator.containers() == []
+    for name in ("codebook_code.bin", "scaled_vfn_stage1.safetensors", "scaled_vfn_stage2.safetensors",
+                 "scaled_vfn.safetensors"):
+        assert (results / "checkpoints" / name).stat().st_size > 0
+    assert not list(installed.rglob(LABEL)), "results must never land inside the installed collection"

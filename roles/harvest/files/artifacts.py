@@ -9,7 +9,9 @@ On the instance (copied with checkpoint.py into a temporary directory that is re
       Deletes epoch checkpoints beyond the newest KEEP per stage, only those the controller holds verified copies of.
 
 On the controller:
-  artifacts.py plan DEST < PROBE_JSON        which remote files to pull (missing locally or another sha256)
+  artifacts.py plan DEST [ONLY_JSON] < PROBE_JSON
+      which remote files to pull (missing locally or another sha256); with ONLY, a list of glob patterns, only the
+      files matching one of them are considered (the codebook alone, or the logs alone for a status report).
   artifacts.py restore-plan DEST LAYOUT_JSON what a new instance needs to go on where a lost one stopped
   artifacts.py settle DEST < {"plan", "probe", "finals", "keep", "codebook"}
       accepts pulled temporaries whose sha256 and structure match (renamed into place), rejects the others, applies
@@ -19,6 +21,7 @@ Standard library, plus checkpoint.py (train_tmux's artifact checker, the only on
 byte helpers), next to this file on the instance and on PYTHONPATH on the controller. Files are compared by sha256; a download is renamed into place only
 when it matches.
 """
+import fnmatch
 import glob
 import hashlib
 import json
@@ -206,9 +209,11 @@ def local_rel(entry):
     return entry["path"]
 
 
-def plan(dest, probe_data):
+def plan(dest, probe_data, only=None):
     pulls, problems = [], []
     for entry in probe_data["files"]:
+        if only is not None and not any(fnmatch.fnmatchcase(entry["path"], pattern) for pattern in only):
+            continue
         if not entry["valid"]:
             problems.append({"path": entry["path"], "problem": "corrupt on the instance, not pulled: " + entry["error"]})
             continue
@@ -356,8 +361,8 @@ def main(argv):
         result["changed"] = bool(result["removed"])
     elif cmd == "restore-plan" and len(argv) == 3:
         result = restore_plan(argv[1], load(argv[2]))
-    elif cmd == "plan" and len(argv) == 2:
-        result = plan(argv[1], json.load(sys.stdin))
+    elif cmd == "plan" and len(argv) in (2, 3):
+        result = plan(argv[1], json.load(sys.stdin), load(argv[2]) if len(argv) == 3 else None)
     elif cmd == "settle" and len(argv) == 2:
         doc = json.load(sys.stdin)
         CODEBOOK.update(doc.get("codebook", {}))

@@ -53,3 +53,24 @@ def test_settle_verifies_the_pulled_headerless_codebook_as_a_final_artifact(tmp_
     result = artifacts.settle(dest, plan, ["checkpoints/codebook_code.bin"], 0, probe)
     assert result["missing_finals"] == [] and result["problems"] == []
     assert [v["path"] for v in result["verified_finals"]] == ["checkpoints/codebook_code.bin"]
+
+
+def test_plan_limited_to_patterns_leaves_the_other_files_alone(tmp_path):
+    """The monitor pulls logs only: a checkpoint missing locally, or one still being written, is neither pulled
+    nor reported; the codebook playbook pulls the codebook alone."""
+    root = instance(tmp_path)
+    os.makedirs(os.path.join(root, "logs"))
+    with open(os.path.join(root, "logs", "phase21_stage1.log"), "w") as log:
+        log.write("epoch 1/10 loss=0.5\n")
+    with open(os.path.join(root, "checkpoints", "scaled_vfn_stage1.safetensors"), "wb") as partial:
+        partial.write(b"\x00\x01")  # a stage output being written: no valid header yet
+    probe = {"files": [artifacts.describe(root, rel) for rel in (
+        "checkpoints/codebook_code.bin", "checkpoints/scaled_vfn_stage1.safetensors", "logs/phase21_stage1.log")]}
+    dest = str(tmp_path / "dest")
+    assert [p["remote"] for p in artifacts.plan(dest, probe)["pull"]] == [
+        "checkpoints/codebook_code.bin", "logs/phase21_stage1.log"]
+    assert len(artifacts.plan(dest, probe)["problems"]) == 1
+    logs_only = artifacts.plan(dest, probe, ["logs/*.log", "logs/*.exit"])
+    assert [p["remote"] for p in logs_only["pull"]] == ["logs/phase21_stage1.log"] and logs_only["problems"] == []
+    codebook_only = artifacts.plan(dest, probe, ["checkpoints/codebook_code.bin"])
+    assert [p["remote"] for p in codebook_only["pull"]] == ["checkpoints/codebook_code.bin"]

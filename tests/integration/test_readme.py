@@ -1,0 +1,176 @@
+"""The README's commands and its table of guide steps, checked against what the playbooks and the roles really do.
+
+The "Using it against Vast.ai" block is run against the emulator from an installed tarball by test_packaging.py;
+`make demo` and `make test` are the CI itself. The sandbox section's commands are run by that section's own test.
+Everything else is run (or, for what cannot run here, checked) below. No Docker, no network; seconds.
+"""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, VENV_BIN
+
+with open(os.path.join(ROOT, "README.md")) as _f:
+    README = _f.read()
+
+ROLES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "roles", "*")))
+
+
+def section(title):
+    """The README's text under the heading `title`, up to the next heading."""
+    match = re.search(r"^#+ %s\n(.*?)(?=^#+ |\Z)" % re.escape(title), README, flags=re.M | re.S)
+    assert match, "the README has no section %r" % title
+    return match.group(1)
+
+
+def code_blocks(text, lang="bash"):
+    return re.findall(r"^```%s\n(.*?)^```" % lang, text, flags=re.M | re.S)
+
+
+def commands(block):
+    """The command of each line of a bash block, without its trailing comment."""
+    return [re.sub(r"\s+#\s.*$", "", line).strip() for line in block.splitlines() if line.strip()]
+
+
+def vast_ai_commands():
+    return commands(code_blocks(section("Using it against Vast.ai"))[0])
+
+
+def step_table():
+    """{playbook path: [tags]} from the README's table of guide steps."""
+    rows = {}
+    for line in section("The guide, step by step").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].startswith("`") and cells[1].endswith(".yml`"):
+            rows[cells[1].strip("`")] = re.findall(r"`([a-z_]+)`", cells[2])
+    return rows
+
+
+def imported(playbook):
+    """The playbooks a playbook imports, as paths relative to the checkout (target.yml left out: tags `always`)."""
+    with open(os.path.join(ROOT, playbook)) as f:
+        plays = yaml.safe_load(f)
+    base = os.path.dirname(playbook)
+    return [os.path.normpath(os.path.join(base, p["ansible.builtin.import_playbook"])) for p in plays
+            if "ansible.builtin.import_playbook" in p and not p["ansible.builtin.import_playbook"].endswith("target.yml")]
+
+
+def listed_tags(playbook):
+    """The tags `ansible-playbook <playbook> --list-tags` prints, without `always` and the roles' `<role>_<phase>`."""
+    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), playbook, "--list-tags", "-i", "localhost,"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tags = set()
+    for listed in re.findall(r"TASK TAGS: \[(.*)\]", proc.stdout):
+        tags.update(t.strip() for t in listed.split(",") if t.strip())
+    phases = {t for t in tags if t not in ROLES and any(t.startswith(role + "_") for role in ROLES)}
+    return tags - phases - {"always"}
+
+
+def test_the_table_names_every_playbook_once():
+    rows = step_table()
+    shipped = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "playbooks", "*.yml")))
+    # target.yml is imported by the others (find the instance); playbooks/site.yml is the table's `site.yml`.
+    not_rows = ("playbooks/target.yml", "playbooks/site.yml")
+    assert sorted(rows) == sorted(["site.yml"] + [p for p in shipped if p not in not_rows])
+
+
+def expected_tags(playbook, rows):
+    tags = set(rows.get(playbook, []))
+    for child in imported(playbook):
+        tags |= expected_tags(child, rows)
+    return tags
+
+
+@pytest.mark.parametrize("playbook", sorted(step_table()))
+def test_list_tags_match_the_table(playbook):
+    """A step's tags select it, and `site.yml --list-tags` is exactly what the table says of the steps it runs."""
+    rows = step_table()
+    assert listed_tags(playbook) == expected_tags(playbook, rows)
+    if playbook == "site.yml":
+        steps = imported("playbooks/site.yml")
+        assert rows["site.yml"] == [] and set(expected_tags("site.yml", rows)) == set().union(*(rows[s] for s in steps))
+
+
+def test_every_role_and_every_step_has_a_tag():
+    rows = step_table()
+    tags = set().union(*rows.values())
+    for role in ROLES:
+        if role != "campaign":  # a dependency of every instance role; its bootstrap is tagged `always`
+            assert role in tags, role
+    for playbook, row in rows.items():
+        if playbook != "site.yml":
+            assert os.path.splitext(os.path.basename(playbook))[0] in row, (playbook, row)
+
+
+@pytest.mark.parametrize("command", [c for b in code_blocks(README) for c in commands(b) if c.startswith("ansible-doc")])
+def test_ansible_doc_commands(command, tmp_path):
+    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build"))
+    proc = subprocess.run(command.split(), cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0 and re.search(r"^ *(OPTIONS|Options)", proc.stdout, flags=re.M), proc.stderr
+    if command.endswith("voltx.vastai.campaign"):
+        # The README sends users there for the guide's settings it no longer lists itself.
+        for setting in ("vastai_instance_label", "vastai_gpu_name", "vastai_max_dph", "vastai_image", "vastai_disk_gb",
+                        "vastai_ssh_public_key_file"):
+            assert setting in proc.stdout, setting
+
+
+def controller_block():
+    return commands(code_blocks(section("The controller"))[0])
+
+
+def test_controller_packages_are_real_debian_packages():
+    (apt,) = [c for c in controller_block() if "apt-get install" in c]
+    packages = apt.split("-y", 1)[1].split()
+    for tool in ("rsync", "zstd", "pigz", "openssh-client"):
+        assert tool in packages, tool
+    if shutil.which("apt-get") is None:
+        pytest.fail("apt-get is needed to check the README's package names")
+    proc = subprocess.run(["apt-get", "install", "-s"] + packages, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_controller_python_packages_are_the_ones_the_suite_pins(tmp_path):
+    (venv, pip) = [c for c in controller_block() if "pip install" in c][0].split(" && ")
+    assert venv.startswith("python3 -m venv ")
+    wanted = pip.split("pip install", 1)[1].split()
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        pinned = {re.split(r"[=<>\[ ]", line.strip())[0] for line in f if line.strip() and not line.startswith("#")}
+    assert set(wanted) <= pinned, set(wanted) - pinned
+    # What the controller imports (the API client, JMESPath selects, the loss plot) is all there.
+    for module in ("requests", "jmespath", "matplotlib", "ansible"):
+        assert subprocess.run([sys.executable, "-c", "import %s" % module], check=False).returncode == 0, module
+
+
+def test_windows_paths_are_where_wsl_mounts_the_guides_folders():
+    windows = section("On Windows: WSL2")
+    assert "wsl --install" in windows  # PowerShell, on Windows: cannot run here
+    (settings,) = code_blocks(windows, "yaml")
+    paths = yaml.safe_load(settings)
+    wsl = {r"C:\Volt_X": "/mnt/c/Volt_X", r"D:\VoltData": "/mnt/d/VoltData"}
+    for windows_path, mount in wsl.items():
+        assert windows_path in windows and mount in windows
+    assert paths == {"data_sync_local_checkpoints_dir": wsl[r"C:\Volt_X"] + "/checkpoints",
+                     "data_sync_local_data_root": wsl[r"D:\VoltData"]}
+    # The same settings the Vast.ai block writes for a Linux home.
+    assert set(paths) == set(re.findall(r"(data_sync_local_\w+):", " ".join(vast_ai_commands())))
+
+
+def test_every_command_is_covered():
+    """A command added to the README needs a test: each one is run here, in test_packaging.py, or is make's."""
+    covered = set(vast_ai_commands()) | {"make demo", "make test"} | set(controller_block())
+    sandbox = section("Sandbox: the emulator") if "## Sandbox: the emulator" in README else ""
+    for block in code_blocks(README.replace(sandbox, "")):
+        for command in commands(block):
+            assert command in covered or command.startswith("ansible-doc"), command
