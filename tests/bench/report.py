@@ -98,8 +98,8 @@ def render_phases(rows):
     lines = ["| scale | rate | strategy | phase ends (s after t0, median) |", "|---|---|---|---|"]
     for row in rows:
         for name in ("guide", "ours"):
-            lines.append("| %s | %d Mbit/s | %s | %s |" % (row["scale"], row["rate"], name,
-                                                          fmt_phases(row["phases"][name])))
+            phases = fmt_phases(row["phases"][name])
+            lines.append("| %s | %d Mbit/s | %s | %s |" % (row["scale"], row["rate"], name, phases))
     return "\n".join(lines)
 
 
