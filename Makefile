@@ -13,12 +13,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 # pytest-xdist workers; the machine has 2 cores and most integration time is spent waiting on SSH/containers.
 TEST_WORKERS ?= 3
 
-.PHONY: help venv collection image demo test unit integration lint sanity molecule clean
+.PHONY: help venv collection image demo test unit integration lint sanity molecule bench clean
 
 help:
 	@echo "make demo   rent on the built-in Vast.ai emulator, ping the instance through the inventory, destroy it"
 	@echo "make test   the whole suite: unit, sanity, lint, integration against the emulator, molecule"
 	@echo "make unit | integration | lint | sanity | molecule   one part of it"
+	@echo "make bench  billable prep time: guide vs ours vs floor on a tc-shaped container (BENCH_ARGS=--help)"
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +58,11 @@ molecule: venv collection image
 test: venv collection image
 	$(MAKE) --no-print-directory unit sanity lint
 	$(MAKE) --no-print-directory integration molecule
+
+# Not part of `make test`: it shapes a container's veth with tc (root, iproute2) and takes ~20 minutes.
+bench: venv collection image
+	command -v tc >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2; }
+	$(BIN)/python tests/bench/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .pytest_cache tests/output
