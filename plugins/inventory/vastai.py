@@ -53,13 +53,14 @@ options:
         C($XDG_CONFIG_HOME/vastai/vast_api_key) (C(~/.config/vastai/vast_api_key)) and then C(~/.vast_api_key), the
         files the C(vastai) CLI writes.
       - The key is sent only in the C(Authorization) header; it is never cached, logged or put into host variables.
-      - May be a template, for example C({{ vault_vast_api_key }}).
+      - May be a template, for example C({{ vault_vast_api_key }}); like O(api_url) and O(known_hosts_dir) it sees
+        the extra variables and C(inventory_dir), the directory of this configuration file.
     type: str
     env:
       - name: VAST_API_KEY
   api_url:
     description:
-      - Base URL of the Vast.ai API (no C(/api/v0) suffix).
+      - Base URL of the Vast.ai API (no C(/api/v0) suffix). May be a template (see O(api_key)).
     type: str
     default: https://console.vast.ai
     env:
@@ -105,7 +106,8 @@ options:
         present the same key; a changed key is refused by ssh with C(REMOTE HOST IDENTIFICATION HAS CHANGED).
         Vast.ai reuses public ports for new instances, which is why the file is per instance and not per address.
       - The harvest role's teardown deletes the file once it has destroyed the instance.
-      - An empty value sets neither variable (ssh then uses your own C(~/.ssh/known_hosts)).
+      - An empty value sets neither variable (ssh then uses your own C(~/.ssh/known_hosts)). May be a template (see
+        O(api_key)).
     type: str
     default: ~/.local/state/voltx-vastai/known_hosts
     env:
@@ -372,7 +374,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _known_hosts_dir(self):
         """The option known_hosts_dir, created (0700) on first use; '' when pinning is off."""
-        path = self.get_option("known_hosts_dir")
+        path = self._templated_option("known_hosts_dir")
         if not path:
             return ""
         path = os.path.abspath(os.path.expanduser(path))
@@ -479,6 +481,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache=cache)
         self._read_config_data(path)
-        # Let options such as api_key refer to --extra-vars.
-        self.templar.available_variables = self._vars
+        # Let options such as api_key refer to --extra-vars, and to files next to this configuration.
+        self.templar.available_variables = dict(self._vars, inventory_dir=os.path.dirname(os.path.abspath(path)))
         self._populate(self._get_instances(path, cache))
