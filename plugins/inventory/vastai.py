@@ -53,6 +53,7 @@ options:
         C($XDG_CONFIG_HOME/vastai/vast_api_key) (C(~/.config/vastai/vast_api_key)) and then C(~/.vast_api_key), the
         files the C(vastai) CLI writes.
       - The key is sent only in the C(Authorization) header; it is never cached, logged or put into host variables.
+      - When no key is found anywhere, the inventory is empty and one warning says where to put the key.
       - May be a template, for example C({{ vault_vast_api_key }}); like O(api_url) and O(known_hosts_dir) it sees
         the extra variables and C(inventory_dir), the directory of this configuration file.
     type: str
@@ -215,6 +216,7 @@ from ansible.utils.unsafe_proxy import wrap_var
 from ansible_collections.voltx.vastai.plugins.module_utils._client import (
     RetryPolicy,
     VastClient,
+    VastConfigError,
     VastError,
     resolve_api_key,
 )
@@ -387,13 +389,26 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     # -- fetching --------------------------------------------------------------------------------------------------
 
-    def _make_client(self):
-        """Build the API client from the options; the key is resolved here and nowhere else."""
+    def _api_key(self):
+        """The key, or None after one warning line when none is set anywhere.
+
+        A missing key leaves the inventory empty instead of failing to parse it: a parse failure is followed by every
+        other inventory plugin's attempt at the file, which buries the one line that says where the key goes. The
+        playbooks still fail, at their first step that needs the instance or the API.
+        """
+        try:
+            api_key, dummy = resolve_api_key(explicit=self._templated_option("api_key") or None)
+        except VastConfigError as e:
+            self.display.warning("Vast.ai inventory: %s" % to_native(e))
+            return None
+        return api_key
+
+    def _make_client(self, api_key):
+        """Build the API client from the options."""
         retries = self.get_option("retries")
         if retries < 0:
             raise AnsibleError("Vast.ai inventory: retries must be 0 or more, got %s" % retries)
         try:
-            api_key, dummy = resolve_api_key(explicit=self._templated_option("api_key") or None)
             return VastClient(api_key, api_url=self._api_url(), timeout=self.get_option("request_timeout"),
                               retry_policy=RetryPolicy(attempts=retries + 1))
         except VastError as e:
@@ -428,7 +443,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 update_cache = True
 
-        instances = self._fetch(self._make_client())
+        api_key = self._api_key()
+        if api_key is None:
+            return []
+        instances = self._fetch(self._make_client(api_key))
         if update_cache:
             self._cache[cache_key] = instances
         return instances
