@@ -181,12 +181,12 @@ class Demo:
     # -- the summary -----------------------------------------------------------------------------------------------
 
     def training_seconds(self):
-        """From the first stage's start to the last stage's completion marker, as the harvested logs record them."""
+        """From the first stage's start to the curriculum's completion marker, as the harvested logs record them."""
         logs = os.path.join(self.harvest, self.layout["campaign_log_dir"])
         stages = self.layout["campaign_stages"]
         with open(os.path.join(logs, stages[0]["log"])) as handle:
             started = parse_utc(handle.readline().split(" started ", 1)[1].split()[0].rstrip(":"))
-        with open(os.path.join(logs, os.path.splitext(stages[-1]["log"])[0] + ".exit")) as handle:
+        with open(os.path.join(logs, self.layout["campaign_curriculum_job"] + ".exit")) as handle:
             finished = parse_utc(json.load(handle)["finished"])
         return finished - started
 
