@@ -13,10 +13,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 # pytest-xdist workers; the machine has 2 cores and most integration time is spent waiting on SSH/containers.
 TEST_WORKERS ?= 3
 
-.PHONY: help venv collection image demo test unit integration lint sanity molecule bench clean
+.PHONY: help venv collection image demo emulator emulator-stop test unit integration lint sanity molecule bench clean
 
 help:
-	@echo "make demo   rent on the built-in Vast.ai emulator, ping the instance through the inventory, destroy it"
+	@echo "make demo   the whole guide on the built-in Vast.ai emulator: rent, upload, build, train, harvest, teardown"
+	@echo "make emulator | emulator-stop   the emulator in the background, for ansible-playbook -i inventories/emulator"
 	@echo "make test   the whole suite: unit, sanity, lint, integration against the emulator, molecule"
 	@echo "make unit | integration | lint | sanity | molecule   one part of it"
 	@echo "make bench  billable prep time: guide vs ours vs floor on a tc-shaped container (BENCH_ARGS=--help)"
@@ -39,6 +40,12 @@ image:
 
 demo: venv collection image
 	$(BIN)/python tests/demo.py
+
+emulator: venv collection image
+	$(BIN)/python tests/sandbox.py start
+
+emulator-stop: venv
+	$(BIN)/python tests/sandbox.py stop
 
 unit: venv collection
 	$(BIN)/pytest -q tests/unit

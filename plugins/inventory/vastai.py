@@ -53,13 +53,15 @@ options:
         C($XDG_CONFIG_HOME/vastai/vast_api_key) (C(~/.config/vastai/vast_api_key)) and then C(~/.vast_api_key), the
         files the C(vastai) CLI writes.
       - The key is sent only in the C(Authorization) header; it is never cached, logged or put into host variables.
-      - May be a template, for example C({{ vault_vast_api_key }}).
+      - When no key is found anywhere, the inventory is empty and one warning says where to put the key.
+      - May be a template, for example C({{ vault_vast_api_key }}); like O(api_url) and O(known_hosts_dir) it sees
+        the extra variables and C(inventory_dir), the directory of this configuration file.
     type: str
     env:
       - name: VAST_API_KEY
   api_url:
     description:
-      - Base URL of the Vast.ai API (no C(/api/v0) suffix).
+      - Base URL of the Vast.ai API (no C(/api/v0) suffix). May be a template (see O(api_key)).
     type: str
     default: https://console.vast.ai
     env:
@@ -115,7 +117,8 @@ options:
         present the same key; a changed key is refused by ssh with C(REMOTE HOST IDENTIFICATION HAS CHANGED).
         Vast.ai reuses public ports for new instances, which is why the file is per instance and not per address.
       - The harvest role's teardown deletes the file once it has destroyed the instance.
-      - An empty value sets neither variable (ssh then uses your own C(~/.ssh/known_hosts)).
+      - An empty value sets neither variable (ssh then uses your own C(~/.ssh/known_hosts)). May be a template (see
+        O(api_key)).
     type: str
     default: ~/.local/state/voltx-vastai/known_hosts
     env:
@@ -223,6 +226,7 @@ from ansible.utils.unsafe_proxy import wrap_var
 from ansible_collections.voltx.vastai.plugins.module_utils._client import (
     RetryPolicy,
     VastClient,
+    VastConfigError,
     VastError,
     resolve_api_key,
 )
@@ -384,7 +388,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _known_hosts_dir(self):
         """The option known_hosts_dir, created (0700) on first use; '' when pinning is off."""
-        path = self.get_option("known_hosts_dir")
+        path = self._templated_option("known_hosts_dir")
         if not path:
             return ""
         path = os.path.abspath(os.path.expanduser(path))
@@ -397,13 +401,26 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     # -- fetching --------------------------------------------------------------------------------------------------
 
-    def _make_client(self):
-        """Build the API client from the options; the key is resolved here and nowhere else."""
+    def _api_key(self):
+        """The key, or None after one warning line when none is set anywhere.
+
+        A missing key leaves the inventory empty instead of failing to parse it: a parse failure is followed by every
+        other inventory plugin's attempt at the file, which buries the one line that says where the key goes. The
+        playbooks still fail, at their first step that needs the instance or the API.
+        """
+        try:
+            api_key, dummy = resolve_api_key(explicit=self._templated_option("api_key") or None)
+        except VastConfigError as e:
+            self.display.warning("Vast.ai inventory: %s" % to_native(e))
+            return None
+        return api_key
+
+    def _make_client(self, api_key):
+        """Build the API client from the options."""
         retries = self.get_option("retries")
         if retries < 0:
             raise AnsibleError("Vast.ai inventory: retries must be 0 or more, got %s" % retries)
         try:
-            api_key, dummy = resolve_api_key(explicit=self._templated_option("api_key") or None)
             return VastClient(api_key, api_url=self._api_url(), timeout=self.get_option("request_timeout"),
                               retry_policy=RetryPolicy(attempts=retries + 1))
         except VastError as e:
@@ -438,7 +455,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 update_cache = True
 
-        instances = self._fetch(self._make_client())
+        api_key = self._api_key()
+        if api_key is None:
+            return []
+        instances = self._fetch(self._make_client(api_key))
         if update_cache:
             self._cache[cache_key] = instances
         return instances
@@ -496,6 +516,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache=cache)
         self._read_config_data(path)
-        # Let options such as api_key refer to --extra-vars.
-        self.templar.available_variables = self._vars
+        # Let options such as api_key refer to --extra-vars, and to files next to this configuration.
+        self.templar.available_variables = dict(self._vars, inventory_dir=os.path.dirname(os.path.abspath(path)))
         self._populate(self._get_instances(path, cache))

@@ -146,8 +146,8 @@ def resolve_api_key(explicit=None, environ=None, home=None):
         if key:
             return key, path
     raise VastConfigError(
-        "No Vast.ai API key found. Looked at the api_key option, the VAST_API_KEY environment variable, "
-        "%s. Set one of them (vastai set api-key writes %s)." % (" and ".join(locations), locations[0])
+        "No Vast.ai API key found: set VAST_API_KEY or put the key in %s (`vastai set api-key KEY` writes it there; "
+        "%s is read too)." % (locations[0], " and ".join(locations[1:]))
     )
 
 

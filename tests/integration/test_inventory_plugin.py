@@ -1,7 +1,10 @@
 """The inventory plugin over real HTTP, and Ansible reaching a rented container over real SSH through it."""
 
+import os
+import subprocess
 import textwrap
 
+from conftest import ROOT, VENV_BIN
 from test_instance_lifecycle import LABEL, rent_task
 
 
@@ -75,3 +78,19 @@ def test_status_and_label_filters(ansible, emulator, tmp_path):
     assert stopped in ("exited", "stopped")
     assert every["vastai_" + stopped]["hosts"] == ["other-job"]
     assert every["vastai_running"]["hosts"] == [LABEL]
+
+
+def test_a_missing_api_key_is_said_first_in_one_line_that_says_where_it_goes(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), ANSIBLE_NOCOLOR="1",
+               PATH=VENV_BIN + os.pathsep + os.environ["PATH"], ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build"))
+    env.pop("VAST_API_KEY", None)
+    run = subprocess.run(["ansible-playbook", "playbooks/harvest.yml"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert run.returncode != 0, "a playbook that works on the instance must fail when the inventory is empty"
+    output = (run.stderr + run.stdout).strip()
+    first = output.splitlines()[0]
+    assert first.startswith("[WARNING]: Vast.ai inventory: No Vast.ai API key found")
+    assert "VAST_API_KEY" in first and str(home / ".config" / "vastai" / "vast_api_key") in first
+    assert output.count("No Vast.ai API key") == 1 and "Failed to parse" not in output

@@ -1,6 +1,7 @@
-"""The guide end to end on the emulator: `ansible-playbook site.yml` as a user runs it, then harvest and teardown.
+"""The guide end to end on the emulator, as `make demo` runs it: the real playbooks through inventories/emulator.
 
 Real SSH into the rented container, a real cargo build of the fixture workspace, real uploads, real tmux jobs.
+Site (the playbooks with settings given as extra vars) serves the tests that need settings of their own.
 """
 
 import json
@@ -13,6 +14,9 @@ import time
 
 from ansible_collections.voltx.vastai.plugins.module_utils._endpoint import ssh_endpoint
 from conftest import ROOT, VENV_BIN
+
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from demo import Demo, parse_utc  # noqa: E402  (tests/ is not a package)
 
 LABEL = "volt-x-training"  # the inventory plugin's instance_label default
 
@@ -99,54 +103,90 @@ class Site:
         return run.stdout
 
 
-def test_site_runs_the_guide_and_teardown_waits_for_a_verified_harvest(emulator, ssh_keypair, tmp_path):
+def test_the_demo_runs_the_guide_and_its_summary_matches_the_ledger_and_the_harvest(emulator, tmp_path):
+    """`make demo`'s steps (tests/demo.py) through inventories/emulator, with the checks a user would make in between."""
     emulator.reset()
-    site = Site(tmp_path, emulator, ssh_keypair)
+    demo = Demo(emulator, emulator.state_dir, output=str(tmp_path / "demo-output"), echo=False)
 
-    first = site.play("site.yml")
+    demo.preflight()
+    demo.rent()
+    first = demo.site()
     assert recap(first)[LABEL]["failed"] == 0
-    (instance,) = [i for i in emulator.state()["instances"] if not i.get("destroyed")]
+    assert "FAILED - RETRYING" not in first and "cargo build is running" in first
+    instance = demo.instance
 
     # Nothing changes and nothing is rented on a second run, jobs included.
-    second = site.play("site.yml")
+    second = demo.site()
     assert recap(second)[LABEL]["changed"] == 0, second[-4000:]
     assert recap(second)["localhost"]["changed"] == 0, second[-4000:]
     assert [i["id"] for i in emulator.state()["instances"] if not i.get("destroyed")] == [instance["id"]]
 
     # The build is skipped without a source change and redone after one.
-    unchanged = site.play("site.yml", "--tags", "build")
+    unchanged = demo.play("build, unchanged", "site.yml", "--tags", "build")
     assert "Finished" not in unchanged and recap(unchanged)[LABEL]["changed"] == 0
-    main_rs = site.source / "crates" / "volt-learn" / "src" / "lib.rs"
-    main_rs.write_text(main_rs.read_text() + "\n// a source change\n")
-    rebuilt = site.play("site.yml", "--tags", "build")
+    lib_rs = os.path.join(demo.emulator_dir, "volt-x", "crates", "volt-learn", "src", "lib.rs")
+    with open(lib_rs, "a") as handle:
+        handle.write("\n// a source change\n")
+    rebuilt = demo.play("build, changed", "site.yml", "--tags", "build")
     assert recap(rebuilt)[LABEL]["changed"] > 0
 
     # Teardown refuses while a final artifact is missing on the controller's side: the curriculum may still run,
     # so ask for one that never exists.
-    refused = site.play("playbooks/teardown.yml", "-e", '{"harvest_final_artifacts": ["checkpoints/never.bin"]}',
-                        expect_rc=2)
+    refused = demo.play("teardown, refused", "playbooks/teardown.yml",
+                        "-e", '{"harvest_final_artifacts": ["checkpoints/never.bin"]}', expect_rc=2)
     assert "Refusing to destroy" in refused
     assert emulator.containers(), "the instance must survive a refused teardown"
 
-    # Once the jobs finish, the harvest verifies everything and writes the report from the run's real numbers.
-    wait_for_jobs(emulator, instance["id"], ssh_keypair[0], str(tmp_path / "known_hosts"))
-    site.play("playbooks/harvest.yml")
-    status = json.loads((site.harvest / "report" / "status.json").read_text())
+    # The codebook is pulled on its own first; then the monitoring follows the jobs to their end.
+    demo.secure_codebook()
+    assert os.path.getsize(os.path.join(demo.harvest, "checkpoints", "codebook_code.bin")) > 0
+    demo.monitor()
+    harvested = demo.final_harvest()
+    status = demo.status()
     assert {job: state["exit_status"] for job, state in status["jobs"].items()} == {"phase03": 0, "phase21": 0}
-    stage3_log = (site.harvest / "logs" / "phase21_stage3.log").read_text()
+    # The console says what the report says.
+    console = " ".join(harvested.split())
+    for job, state in status["jobs"].items():
+        assert "%s %s" % (job, state["state"]) in console
+    with open(os.path.join(demo.harvest, "logs", "phase21_stage3.log")) as handle:
+        stage3_log = handle.read()
     assert status["current"]["latest_loss"] == float(re.findall(r"loss=([0-9.]+)", stage3_log)[-1])
     assert status["cost"]["spent_usd"] > 0
-    assert (site.harvest / "report" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    final = site.play("playbooks/teardown.yml")
+    final = demo.teardown()
     assert "FORCED" not in final
     assert emulator.containers() == []
-    assert emulator.state()["ledger"]["total"] > 0
+
+    # The summary's numbers are the ledger's and the harvested files'.
+    summary = demo.summary()
+    demo.print_summary(summary)
+    bill = emulator.state()["ledger"]["instances"][str(instance["id"])]
+    assert bill["destroyed"] and bill["cost"] > 0
+    assert summary["dph"] == bill["dph_total"] == instance["dph_total"]
+    assert summary["spent_usd"] == bill["cost"]
+    with open(demo.log) as handle:
+        printed = handle.read().split("=== Summary", 1)[1]
+    assert "$%.4f/h" % bill["dph_total"] in printed and "$%.4f " % bill["cost"] in printed
+    assert "no instance left" in printed
+    assert summary["instances_left"] == [] and summary["containers_left"] == []
+    with open(os.path.join(demo.harvest, "logs", "phase21_stage1.log")) as handle:
+        stage1_started = parse_utc(re.search(r"started (\S+Z)", handle.readline()).group(1))
+    with open(os.path.join(demo.harvest, "logs", "phase21.exit")) as handle:
+        curriculum_finished = parse_utc(json.load(handle)["finished"])
+    assert summary["training_seconds"] == curriculum_finished - stage1_started >= 0
+    assert 0 < summary["prep_seconds"] < time.time() - demo.times["reachable"]
     for name in ("codebook_code.bin", "scaled_vfn_stage1.safetensors", "scaled_vfn_stage2.safetensors",
                  "scaled_vfn.safetensors"):
-        assert (site.harvest / "checkpoints" / name).stat().st_size > 0
+        assert os.path.getsize(os.path.join(summary["artifacts"], name)) > 0
+    with open(summary["loss_plot"], "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(summary["report"]) > 0
+
     # The results are the user's alone, and the destroyed instance's pinned host key is forgotten.
-    for path in [site.harvest, *site.harvest.rglob("*")]:
-        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
-    assert not (tmp_path / "known_hosts" / str(instance["id"])).exists()
-    assert emulator.api_key.encode() not in site.log.read_bytes()
+    for folder, dirs, files in os.walk(demo.harvest):
+        assert os.stat(folder).st_mode & 0o777 == 0o700, folder
+        for name in files:
+            assert os.stat(os.path.join(folder, name)).st_mode & 0o777 == 0o600, name
+    assert not os.path.exists(os.path.join(demo.emulator_dir, "known_hosts", str(instance["id"])))
+    with open(demo.log, "rb") as handle:
+        assert emulator.api_key.encode() not in handle.read()

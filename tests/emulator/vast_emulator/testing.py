@@ -17,8 +17,9 @@ BUILD_SCRIPT = os.path.join(REPO_ROOT, "tests", "image", "build.sh")
 
 
 class EmulatorHandle:
-    def __init__(self, url, api_key, process, docker):
+    def __init__(self, url, api_key, process, docker, state_dir):
         self.url = url
+        self.state_dir = state_dir
         self.api_key = api_key
         self.process = process
         self._docker = docker
@@ -87,7 +88,7 @@ def running_emulator(state_dir, image=None, api_key=None, catalog=None, known_im
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env, text=True)
     try:
         ready = _read_ready_line(process, ready_timeout)
-        yield EmulatorHandle(ready["url"], ready["api_key"], process, docker)
+        yield EmulatorHandle(ready["url"], ready["api_key"], process, docker, state_dir)
     finally:
         _stop(process)
         process.stdout.close()

@@ -20,6 +20,7 @@ from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import inventory_loader
 from ansible.template import Templar
+from ansible.utils.display import Display
 
 from ansible_collections.voltx.vastai.plugins.module_utils._client import VastAuthError, VastClient, VastTransportError
 from ansible_collections.voltx.vastai.plugins.module_utils._endpoint import to_int
@@ -110,7 +111,8 @@ def parse(path, client=None, cache=True):
     plugin = inventory_loader.get(PLUGIN)
     assert plugin is not None, "inventory plugin %s did not load" % PLUGIN
     if client is not None:
-        plugin._make_client = lambda: client
+        plugin._api_key = lambda: "test-key"
+        plugin._make_client = lambda api_key: client
     inventory = InventoryData()
     plugin.parse(inventory, DataLoader(), path, cache=cache)
     return inventory, plugin
@@ -595,11 +597,17 @@ def test_api_key_from_cli_key_file(tmp_path, rows, real_client):
     assert session.requests[0]["headers"]["Authorization"] == "Bearer " + API_KEY
 
 
-def test_no_key_anywhere(tmp_path, rows, real_client):
+def test_no_key_anywhere_is_one_warning_line_saying_where_the_key_goes_and_no_host(tmp_path, rows, real_client,
+                                                                                   monkeypatch):
     session = real_client(FakeSession(rows))
-    with pytest.raises(AnsibleError, match="No Vast.ai API key found"):
-        parse(write_config(tmp_path))
+    warnings = []
+    monkeypatch.setattr(Display, "warning", lambda self, msg, *args, **kwargs: warnings.append(msg))
+    inventory, dummy = parse(write_config(tmp_path))
     assert not session.requests
+    assert not inventory.hosts
+    (warning,) = warnings
+    assert "\n" not in warning
+    assert "VAST_API_KEY" in warning and os.path.join(".config", "vastai", "vast_api_key") in warning
 
 
 def test_auth_error_carries_api_message_not_key(tmp_path, rows, real_client, monkeypatch):

@@ -1,0 +1,132 @@
+"""The emulator as a user's sandbox (`make emulator`, `make emulator-stop`), and what inventories/emulator reads.
+
+    python tests/sandbox.py start [--dir DIR]   start the emulator in the background (default DIR: .emulator)
+    python tests/sandbox.py stop [--dir DIR]    stop it and remove every container it started
+
+DIR holds everything inventories/emulator points at (VOLTX_EMULATOR_DIR names another DIR):
+    emulator.json      the emulator's URL and API key (mode 0600), written by the emulator once it listens
+    ssh/id_ed25519     the SSH key the rented instances trust
+    local/             generated data in the guide's layout (Volt_X/checkpoints, VoltData)
+    volt-x/            the fixture Volt-X workspace, pushed as the local build source
+    known_hosts/       the instances' pinned host keys (the emulator's ids start over with every start)
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMULATOR_PACKAGE_DIR = os.path.join(ROOT, "tests", "emulator")
+sys.path.insert(0, EMULATOR_PACKAGE_DIR)
+
+from vast_emulator.containers import Docker, state_dir_hash  # noqa: E402  (path set just above)
+from vast_emulator.testing import build_test_image  # noqa: E402
+
+DEFAULT_DIR = os.path.join(ROOT, ".emulator")
+FIXTURE = os.path.join(ROOT, "tests", "fixtures", "volt-x")
+
+
+def prepare(directory):
+    """The key, the data and the source the emulator inventory's settings name; what exists is kept."""
+    os.makedirs(os.path.join(directory, "ssh"), mode=0o700, exist_ok=True)
+    key = os.path.join(directory, "ssh", "id_ed25519")
+    if not os.path.exists(key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "voltx-sandbox", "-f", key], check=True)
+    local = os.path.join(directory, "local")
+    if not os.path.isdir(local):
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "fixtures", "generate_data.py"), local],
+                       check=True, capture_output=True)
+    source = os.path.join(directory, "volt-x")
+    if not os.path.isdir(source):
+        shutil.copytree(FIXTURE, source, ignore=shutil.ignore_patterns("target"))
+    return directory
+
+
+def _pid(directory):
+    try:
+        with open(os.path.join(directory, "emulator.pid")) as handle:
+            pid = int(handle.read())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def start(directory, image=None, timeout=60):
+    """Starts the emulator detached from this process; returns its URL. One already running is kept."""
+    directory = os.path.abspath(directory)
+    prepare(directory)
+    ready_file = os.path.join(directory, "emulator.json")
+    if _pid(directory) and os.path.exists(ready_file):
+        return _url(ready_file)
+    image = image or build_test_image()
+    if os.path.exists(ready_file):
+        os.remove(ready_file)
+    env = dict(os.environ, PYTHONPATH=EMULATOR_PACKAGE_DIR)
+    env.pop("VAST_EMULATOR_API_KEY", None)
+    with open(os.path.join(directory, "emulator.log"), "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vast_emulator", "--host", "127.0.0.1", "--port", "0", "--state-dir", directory,
+             "--image", image], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env,
+            start_new_session=True)
+    with open(os.path.join(directory, "emulator.pid"), "w") as handle:
+        handle.write(str(process.pid))
+    deadline = time.time() + timeout
+    while not os.path.exists(ready_file):
+        if process.poll() is not None:
+            raise SystemExit("the emulator exited with %s; see %s" % (process.returncode,
+                                                                   os.path.join(directory, "emulator.log")))
+        if time.time() > deadline:
+            raise SystemExit("the emulator did not start within %ss" % timeout)
+        time.sleep(0.2)
+    return _url(ready_file)
+
+
+def _url(ready_file):
+    with open(ready_file) as handle:
+        return json.load(handle)["url"]
+
+
+def stop(directory, timeout=60):
+    """Stops the emulator (it removes its containers on SIGTERM) and sweeps any container left."""
+    directory = os.path.abspath(directory)
+    pid = _pid(directory)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + timeout
+        while _pid(directory) and time.time() < deadline:
+            time.sleep(0.2)
+    docker = Docker(None, state_dir_hash(directory))
+    docker.sweep()
+    for name in ("emulator.pid", "emulator.json"):
+        if os.path.exists(os.path.join(directory, name)):
+            os.remove(os.path.join(directory, name))
+    return docker.labelled()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("--dir", default=os.environ.get("VOLTX_EMULATOR_DIR") or DEFAULT_DIR)
+    args = parser.parse_args(argv)
+    if args.action == "start":
+        url = start(args.dir)
+        print("The Vast.ai emulator runs at %s (state in %s). Drive it with the real playbooks:\n"
+              "  .venv/bin/ansible-playbook -i inventories/emulator site.yml\n"
+              "  .venv/bin/ansible-playbook -i inventories/emulator playbooks/harvest.yml\n"
+              "  .venv/bin/ansible-playbook -i inventories/emulator playbooks/teardown.yml\n"
+              "Stop it with: make emulator-stop" % (url, os.path.relpath(args.dir)))
+    else:
+        left = stop(args.dir)
+        if left:
+            raise SystemExit("containers left behind: %s" % ", ".join(left))
+        print("The emulator is stopped and its containers are removed.")
+
+
+if __name__ == "__main__":
+    main()
