@@ -36,13 +36,16 @@ def main():
                        VAST_API_URL=emulator.url,
                        VAST_API_KEY=emulator.api_key,
                        # Pinned host keys in the scratch directory: the emulator's ids start over every run.
-                       VOLTX_VASTAI_KNOWN_HOSTS_DIR=os.path.join(scratch, "known_hosts"))
+                       VOLTX_VASTAI_KNOWN_HOSTS_DIR=os.path.join(scratch, "known_hosts"),
+                       VOLTX_VASTAI_BLOCKLIST=os.path.join(scratch, "blocklist.json"))
             print("Vast.ai emulator at %s (instances are containers of the test image)" % emulator.url)
             try:
                 step("Rent with the guide's filters", [
                     "ansible-playbook", "playbooks/rent.yml",
                     "-e", "vastai_ssh_public_key_file=%s.pub" % key,
-                    "-e", "vastai_loading_timeout=60", "-e", "vastai_wait_timeout=180"], env)
+                    "-e", "vastai_loading_timeout=60", "-e", "vastai_wait_timeout=180",
+                    # The emulator's containers have no GPU to burn in.
+                    "-e", "campaign_burn_in=false"], env)
                 step("Bootstrap python3 on the bare host through the inventory plugin", [
                     "ansible", "-i", "inventories/vastai.yml", "volt-x-training",
                     "-m", "ansible.builtin.include_role", "-a", "name=voltx.vastai.campaign"], env)

@@ -162,9 +162,9 @@ class VastReap(VastModule):
             foreign=foreign, dph_total=round(sum(e["dph_total"] or 0.0 for e in reaped), 6),
             summary=summary_line(reaped, len(kept), foreign, p["label_prefix"], self.module.check_mode, failed))
         if failed:
+            ids = ", ".join(str(i) for i in failed)
             self.fail("Could not destroy Vast.ai instance(s) %s; they may still be billing. Run the reaper again "
-                      "or destroy them in the console. %s" % (", ".join(str(i) for i in failed),
-                                                            self.result["summary"]))
+                      "or destroy them in the console. %s" % (ids, self.result["summary"]))
 
 
 def argument_spec():

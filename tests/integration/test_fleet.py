@@ -1,9 +1,11 @@
-"""Fleet safety on the emulator: the reaper (playbooks/reap.yml) destroys our forgotten instances and nothing else."""
+"""Fleet safety on the emulator: the reaper (playbooks/reap.yml) destroys our forgotten instances and nothing else;
+a host that fails the burn-in is destroyed, blocklisted and avoided by the next rent."""
 
+import json
 import re
 
 from test_instance_lifecycle import live_instances, rent_task
-from test_site import Site
+from test_site import LABEL, Site, recap
 
 FOREIGN = "someone-else-offline"
 ORPHAN = "volt-x-orphan"
@@ -45,3 +47,28 @@ def test_the_reaper_destroys_our_orphans_and_never_a_foreign_instance(ansible, e
     # Nothing left of ours: a second run is a no-op, still cron-quiet.
     again = summary(site.play("playbooks/reap.yml"))
     assert again.startswith("reap: destroyed 0 instance(s)"), again
+
+
+def test_a_host_that_fails_the_burn_in_is_destroyed_blocklisted_and_avoided(emulator, ssh_keypair, tmp_path):
+    emulator.reset()
+    # The emulator's containers have no GPU and this machine's cores: burn in what they can hold (RAM and disk).
+    site = Site(tmp_path, emulator, ssh_keypair, campaign_burn_in=True, campaign_burn_in_checks=["ram", "disk"],
+                vastai_min_ram_gb=1, vastai_disk_gb=20)
+    emulator.set_faults(short_ram=1)  # the cheapest host gives its container 256 MB whatever its offer says
+
+    failed = site.play("playbooks/rent.yml", expect_rc=2)
+    (bad,) = emulator.state()["instances"]
+    assert bad.get("destroyed") and live_instances(emulator) == [] and emulator.containers() == []
+    assert "machine %d) failed the burn-in: RAM: 0.3 GB usable, 1 GB needed" % bad["machine_id"] in failed, failed
+    (entry,) = json.loads((tmp_path / "blocklist.json").read_text())["machines"]
+    assert entry["machine_id"] == bad["machine_id"] and entry["reason"].startswith("burn-in: RAM")
+    assert entry["instance_id"] == bad["id"] and re.match(r"\d{4}-\d\d-\d\dT", entry["date"])
+
+    site.play("playbooks/rent.yml")
+    (good,) = live_instances(emulator)
+    assert good["machine_id"] != bad["machine_id"]
+    # A host that passed is not burnt in again: its disk fills up once the data arrives.
+    again = site.play("playbooks/rent.yml")
+    assert recap(again)[LABEL] == dict(recap(again)[LABEL], changed=0, failed=0), again[-3000:]
+    assert [i["id"] for i in live_instances(emulator)] == [good["id"]]
+    emulator.reset()
