@@ -4,7 +4,7 @@ a host that fails the burn-in is destroyed, blocklisted and avoided by the next 
 import json
 import re
 
-from test_instance_lifecycle import live_instances, rent_task
+from test_instance_lifecycle import guide_matches, live_instances, rent_task
 from test_site import LABEL, Site, recap
 
 FOREIGN = "someone-else-offline"
@@ -71,4 +71,16 @@ def test_a_host_that_fails_the_burn_in_is_destroyed_blocklisted_and_avoided(emul
     again = site.play("playbooks/rent.yml")
     assert recap(again)[LABEL] == dict(recap(again)[LABEL], changed=0, failed=0), again[-3000:]
     assert [i["id"] for i in live_instances(emulator)] == [good["id"]]
+    emulator.reset()
+
+
+def test_an_offer_whose_host_listing_ends_before_the_run_is_skipped(emulator, ssh_keypair, tmp_path):
+    emulator.reset()
+    cheapest = guide_matches()[0]
+    assert cheapest["duration"] < 26 * 86400 < guide_matches()[1]["duration"], "the catalog changed"
+    # 25 days of run plus a day of margin: the cheapest matching host's listing ends too soon.
+    site = Site(tmp_path, emulator, ssh_keypair, campaign_run_hours=25 * 24, campaign_contract_margin_hours=24)
+    site.play("playbooks/rent.yml")
+    (rented,) = live_instances(emulator)
+    assert rented["machine_id"] == guide_matches()[1]["machine_id"] != cheapest["machine_id"]
     emulator.reset()
