@@ -18,6 +18,7 @@ NOT_YET_UP = frozenset(["provisioning", "scheduling", "created", "loading"])
 REASON_STUCK = "stuck_loading"
 REASON_STATUS = "status"
 REASON_TTL = "ttl"
+REASON_BUDGET = "budget"
 
 
 def owned(inst, label_prefix):
@@ -33,10 +34,11 @@ def age_seconds(inst, now):
     return None if start is None else max(0.0, now - start)
 
 
-def reap_reason(inst, now, loading_timeout, statuses, ttl_hours):
+def reap_reason(inst, now, loading_timeout, statuses, ttl_hours, max_cost_usd=0):
     """Why an owned instance should be reaped, as ``(reason, detail)``, or None to keep it.
 
-    ``loading_timeout`` in seconds; ``statuses`` the statuses reaped whatever the age; ``ttl_hours`` 0 = no limit.
+    ``loading_timeout`` in seconds; ``statuses`` the statuses reaped whatever the age; ``ttl_hours`` and
+    ``max_cost_usd`` (the instance's price x age) 0 = no limit.
     """
     status = instance_status(inst)
     age = age_seconds(inst, now)
@@ -46,10 +48,20 @@ def reap_reason(inst, now, loading_timeout, statuses, ttl_hours):
         return REASON_STUCK, "%s for %d s (loading timeout %d s)" % (status, age, loading_timeout)
     if ttl_hours and age is not None and age > ttl_hours * 3600.0:
         return REASON_TTL, "%.1f h old (TTL %g h)" % (age / 3600.0, ttl_hours)
+    cost = instance_cost(inst, now)
+    if max_cost_usd and cost is not None and cost >= max_cost_usd:
+        return REASON_BUDGET, "cost $%.4f (budget $%g)" % (cost, max_cost_usd)
     return None
 
 
-def reap_plan(instances, now, label_prefix, loading_timeout, statuses, ttl_hours, only_ids=None):
+def instance_cost(inst, now):
+    """Dollars the instance has cost so far: the API's price (storage included) x its age."""
+    dph = to_float(inst.get("dph_total"))
+    age = age_seconds(inst, now)
+    return None if dph is None or age is None else dph * age / 3600.0
+
+
+def reap_plan(instances, now, label_prefix, loading_timeout, statuses, ttl_hours, only_ids=None, max_cost_usd=0):
     """Split the account's instances into (reap [(inst, (reason, detail))], kept [owned, not reaped], foreign count).
 
     ``only_ids`` (None = no restriction) limits the reaped instances to those ids."""
@@ -59,7 +71,7 @@ def reap_plan(instances, now, label_prefix, loading_timeout, statuses, ttl_hours
         if not owned(inst, label_prefix):
             foreign += 1
             continue
-        reason = reap_reason(inst, now, loading_timeout, statuses, ttl_hours)
+        reason = reap_reason(inst, now, loading_timeout, statuses, ttl_hours, max_cost_usd)
         if reason is None or (allowed is not None and to_int(inst.get("id")) not in allowed):
             kept.append(inst)
             continue

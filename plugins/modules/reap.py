@@ -13,7 +13,7 @@ version_added: 1.0.0
 description:
   - Lists the account's instances and destroys those whose label starts with O(label_prefix) and that are
     stuck before running past O(loading_timeout), in one of O(statuses) (by default exited or offline), or older
-    than O(ttl_hours).
+    than O(ttl_hours), or whose cost reached O(max_cost_usd).
   - An instance without a label, or whose label does not start with O(label_prefix), is never touched.
   - Harvest first what an instance still holds (C(playbooks/reap.yml) does); this module only destroys.
 author:
@@ -38,6 +38,12 @@ options:
   ttl_hours:
     description:
       - Instances older than this many hours are reaped whatever their status. V(0) means no limit.
+    type: float
+    default: 0
+  max_cost_usd:
+    description:
+      - Instances whose own cost so far (the API's price per hour, storage included, times their age) reached this
+        many dollars are reaped. V(0) means no ceiling.
     type: float
     default: 0
   only_ids:
@@ -86,7 +92,7 @@ reaped:
       description: Its status when it was looked at.
       type: str
     reason:
-      description: C(stuck_loading), C(status) or C(ttl).
+      description: C(stuck_loading), C(status), C(ttl) or C(budget).
       type: str
     detail:
       description: The numbers behind the reason.
@@ -136,14 +142,16 @@ class VastReap(VastModule):
                                              "are not this collection's")
         if p["loading_timeout"] < 1:
             self.fail_option("loading_timeout", "must be at least 1, got %s" % p["loading_timeout"])
-        if p["ttl_hours"] < 0:
-            self.fail_option("ttl_hours", "must be 0 (no limit) or more, got %s" % p["ttl_hours"])
+        for name in ("ttl_hours", "max_cost_usd"):
+            if p[name] < 0:
+                self.fail_option(name, "must be 0 (no limit) or more, got %s" % p[name])
 
     def run(self):
         p = self.module.params
         statuses = set(s.strip().lower() for s in p["statuses"])
         plan, kept, foreign = reap_plan(self.client.list_instances(), self.clock(), p["label_prefix"],
-                                        p["loading_timeout"], statuses, p["ttl_hours"], p["only_ids"])
+                                        p["loading_timeout"], statuses, p["ttl_hours"], p["only_ids"],
+                                        p["max_cost_usd"])
         reaped, failed = [], []
         for inst, (reason, detail) in plan:
             summary = summarize_instance(inst)
@@ -174,6 +182,7 @@ def argument_spec():
         loading_timeout=dict(type="int", default=1800),
         statuses=dict(type="list", elements="str", default=["exited", "offline"]),
         ttl_hours=dict(type="float", default=0),
+        max_cost_usd=dict(type="float", default=0),
         only_ids=dict(type="list", elements="int"),
     )
     return spec

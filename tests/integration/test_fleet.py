@@ -3,6 +3,7 @@ a host that fails the burn-in is destroyed, blocklisted and avoided by the next 
 
 import json
 import re
+import subprocess
 
 from test_instance_lifecycle import guide_matches, live_instances, rent_task
 from test_site import LABEL, Site, recap
@@ -84,3 +85,21 @@ def test_an_offer_whose_host_listing_ends_before_the_run_is_skipped(emulator, ss
     (rented,) = live_instances(emulator)
     assert rented["machine_id"] == guide_matches()[1]["machine_id"] != cheapest["machine_id"]
     emulator.reset()
+
+
+def test_the_budget_ceiling_destroys_the_instance_only_after_the_harvest(emulator, ssh_keypair, tmp_path):
+    emulator.reset()
+    site = Site(tmp_path, emulator, ssh_keypair, campaign_budget_usd=0.000001)
+    site.play("playbooks/rent.yml")
+    (instance,) = live_instances(emulator)
+    # A tiny result, as the codebook job would leave it, written straight into the instance's container.
+    log = "kmeans iteration 1 loss=1.5\n"
+    (container,) = emulator.containers()
+    subprocess.run(["docker", "exec", container, "sh", "-c", "mkdir -p /root/volt-x/logs && printf '%s' '" + log
+                    + "' > /root/volt-x/logs/phase03.log"], check=True)
+
+    output = site.play("playbooks/harvest.yml")
+    assert (site.harvest / "logs" / "phase03.log").read_text() == log
+    assert live_instances(emulator) == [] and emulator.containers() == []
+    assert "the ceiling is reached: harvested, now destroying" in output
+    assert output.index("TASK [voltx.vastai.harvest : Pull") < output.index("TASK [voltx.vastai.harvest : Destroy the instance]")

@@ -61,3 +61,12 @@ def test_a_failed_destroy_exits_non_zero_naming_the_instance(fleet):
 def test_an_empty_prefix_is_refused_before_any_request(fleet):
     kind, result = run(fleet, dict(label_prefix=" "))
     assert kind == "failed" and result["msg"].startswith("label_prefix: must not be empty") and fleet.calls == []
+
+
+def test_an_instance_whose_own_cost_reached_the_budget_is_reaped(vast):
+    vast.instances[1] = instance(1, "volt-x-a", "running", 3 * 3600, dph=0.5)   # $1.50 so far
+    vast.instances[2] = instance(2, "volt-x-b", "running", 3600, dph=0.5)       # $0.50 so far
+    vast.instances[3] = instance(3, "theirs", "running", 99 * 3600, dph=9.0)
+    kind, result = run(vast, dict(max_cost_usd=1.0), check_mode=True)
+    assert [(e["id"], e["reason"]) for e in result["reaped"]] == [(1, "budget")]
+    assert "cost $1.5000 (budget $1)" in result["summary"] and result["kept"] == [2]
