@@ -68,7 +68,7 @@ def test_a_host_that_fails_the_burn_in_is_destroyed_blocklisted_and_avoided(emul
     site.play("playbooks/rent.yml")
     (good,) = live_instances(emulator)
     assert good["machine_id"] != bad["machine_id"]
-    # A host that passed is not burnt in again: its disk fills up once the data arrives.
+    # The instance found by its label on a later run is never judged again: it may hold the data by then.
     again = site.play("playbooks/rent.yml")
     assert recap(again)[LABEL] == dict(recap(again)[LABEL], changed=0, failed=0), again[-3000:]
     assert [i["id"] for i in live_instances(emulator)] == [good["id"]]
