@@ -85,8 +85,9 @@ def summary_line(reaped, kept, foreign, label_prefix, check_mode, failed=()):
     dph = sum(entry.get("dph_total") or 0.0 for entry in reaped)
     parts = ["reap: %s %d instance(s)" % (verb, len(reaped))]
     if reaped:
-        which = ", ".join("%s #%s: %s" % (e["label"], e["id"], e["detail"]) for e in reaped)
-        parts[0] += " (%s), $%.3f/h" % (which, dph)
+        which = ", ".join("%s #%s: %s, $%.3f/h" % (e["label"], e["id"], e["detail"], e.get("dph_total") or 0.0)
+                          for e in reaped)
+        parts[0] += " (%s), $%.3f/h in all" % (which, dph)
     parts.append("kept %d of ours" % kept)
     parts.append("ignored %d without the label prefix %r" % (foreign, label_prefix))
     if failed:

@@ -120,7 +120,7 @@ summary:
   description: One line saying what was done, for cron.
   returned: always
   type: str
-  sample: "reap: destroyed 1 instance(s) (volt-x-old #28765432: status offline), $0.190/h; kept 1 of ours; ..."
+  sample: "reap: destroyed 1 instance(s) (volt-x-old #28765432: status offline, $0.190/h), $0.190/h in all; ..."
 """
 
 from ansible.module_utils.basic import AnsibleModule
