@@ -135,4 +135,13 @@ options:
     description:
       - Maximum number of offers the API returns.
     type: int
+  blocklist_file:
+    description:
+      - The persistent machine blocklist on the controller; offers on a machine it lists are never chosen.
+      - When not set, the E(VOLTX_VASTAI_BLOCKLIST) environment variable is used, then
+        C(~/.local/state/voltx-vastai/blocklist.json). A missing file blocks nothing.
+      - The file is JSON, an object whose C(machines) list holds one object per machine with C(machine_id),
+        C(reason), C(date) and C(instance_id). M(voltx.vastai.instance) adds to it when it destroys an instance
+        with O(voltx.vastai.instance#module:blocklist_reason).
+    type: path
 """

@@ -20,7 +20,8 @@ from ._client import (
     VastError,
     scrub,
 )
-from ._offers import build_offer_query
+from ._blocklist import BLOCKLIST_ENV, blocked_machines, blocklist_path, load_blocklist
+from ._offers import build_offer_query, exclude_machines
 
 
 def vast_argument_spec():
@@ -52,10 +53,12 @@ def offer_filter_argument_spec():
         query=dict(type="dict"),
         order=dict(type="list", elements="str"),
         limit=dict(type="int"),
+        blocklist_file=dict(type="path", fallback=(env_fallback, [BLOCKLIST_ENV])),
     )
 
 
-OFFER_FILTER_OPTIONS = tuple(offer_filter_argument_spec())
+# The options that shape the /bundles/ query (blocklist_file is read into it, not passed as an option).
+OFFER_FILTER_OPTIONS = tuple(name for name in offer_filter_argument_spec() if name != "blocklist_file")
 
 
 class VastModule:
@@ -146,17 +149,25 @@ class VastModule:
         if params.get("api_url") is not None and not str(params["api_url"]).startswith(("http://", "https://")):
             self.fail_option("api_url", "must start with http:// or https://, got %r" % params["api_url"])
 
-    def build_offer_query(self, allocated_storage=None, min_disk_gb=None):
+    def build_offer_query(self, allocated_storage=None, min_disk_gb=None, use_blocklist=True):
         """The /bundles/ body from the filter options; a bad option fails here, before any request."""
         params = self.module.params
         args = dict((name, params.get(name)) for name in OFFER_FILTER_OPTIONS)
         if min_disk_gb is not None:
             args["min_disk_gb"] = min_disk_gb
         try:
-            return build_offer_query(allocated_storage=allocated_storage, **args)
+            query = build_offer_query(allocated_storage=allocated_storage, **args)
+            return exclude_machines(query, self.blocked_machines()) if use_blocklist else query
         except ValueError as exc:
             self.fail(str(exc))
         return None  # not reached
+
+    def blocklist_file(self):
+        return blocklist_path(self.module.params.get("blocklist_file"))
+
+    def blocked_machines(self):
+        """Machine ids on the persistent blocklist (ValueError naming the file when it is malformed)."""
+        return blocked_machines(load_blocklist(self.blocklist_file()))
 
     # -- entry point ---------------------------------------------------------------------------
 

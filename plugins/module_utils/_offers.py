@@ -244,6 +244,16 @@ def build_offer_query(gpu_name=None, num_gpus=None, min_cpu_cores=None, min_ram_
     return body
 
 
+def exclude_machines(query, machine_ids):
+    """The query with ``machine_id notin machine_ids`` added to any machine_id term already there."""
+    if not machine_ids:
+        return query
+    term = dict(query.get("machine_id") or {})
+    term["notin"] = sorted(set(term.get("notin") or []) | set(machine_ids))
+    query["machine_id"] = term
+    return query
+
+
 def _gpu_value(value):
     if isinstance(value, list):
         return [normalize_gpu_name(v) if isinstance(v, str) else v for v in value]

@@ -102,6 +102,11 @@ options:
         next offer is tried.
     type: int
     default: 600
+  blocklist_reason:
+    description:
+      - With O(state=absent), put the machine of every destroyed instance on the persistent blocklist
+        (O(blocklist_file)) with this reason and today's date, so that no later rent or search picks it again.
+    type: str
   max_attempts:
     description:
       - Maximum number of create attempts (offers tried).
@@ -261,6 +266,12 @@ destroyed:
   type: list
   elements: int
   sample: [28765432]
+blocklisted:
+  description: Machine ids added to the blocklist (or that would be in check mode) by O(blocklist_reason).
+  returned: when O(state=absent) and O(blocklist_reason) is set
+  type: list
+  elements: int
+  sample: [38411]
 ssh_key_added:
   description: Whether O(ssh_public_key) was added to the account's keys.
   returned: when O(ssh_public_key) is set and an instance was rented
@@ -270,6 +281,7 @@ ssh_key_added:
 from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils._base import VastModule, offer_filter_argument_spec, vast_argument_spec
+from ..module_utils._blocklist import add_to_blocklist
 from ..module_utils._client import (
     CREATE_TIMEOUT, VastError, VastOfferUnavailableError, VastRateLimitError, VastTransportError)
 from ..module_utils._endpoint import instance_status, ssh_endpoint
@@ -363,7 +375,10 @@ class VastInstance(VastModule):
         min_disk = p["min_disk_gb"]
         if p["offer_id"] is None and (min_disk is None or min_disk < self.disk):
             min_disk = self.disk
-        self.query = self.build_offer_query(allocated_storage=self.disk, min_disk_gb=min_disk)
+        if p["blocklist_reason"] is not None and (p["state"] != "absent" or not p["blocklist_reason"].strip()):
+            self.fail_option("blocklist_reason", "must be a non-empty reason, and only with state=absent")
+        self.query = self.build_offer_query(allocated_storage=self.disk, min_disk_gb=min_disk,
+                                            use_blocklist=p["state"] != "absent")
 
     # -- entry ---------------------------------------------------------------------------------
 
@@ -388,11 +403,23 @@ class VastInstance(VastModule):
 
     def absent(self, existing):
         destroyed = []
+        reason = self.module.params["blocklist_reason"]
+        blocklisted = []
         for inst in existing:
             iid = int(inst["id"])
             if self.module.check_mode or self.client.destroy_instance(iid):
                 destroyed.append(iid)
-        self.result.update(changed=bool(destroyed), destroyed=destroyed, instance=None)
+            machine = summarize_instance(inst)["machine_id"]
+            if reason and machine is not None:
+                try:
+                    if self.module.check_mode or add_to_blocklist(self.blocklist_file(), machine, reason, iid):
+                        blocklisted.append(machine)
+                except (OSError, ValueError) as exc:
+                    self.fail("Instance %d was destroyed, but its machine %d could not be put on the blocklist: %s"
+                              % (iid, machine, exc), destroyed=destroyed, instance=None)
+        self.result.update(changed=bool(destroyed or blocklisted), destroyed=destroyed, instance=None)
+        if reason:
+            self.result["blocklisted"] = blocklisted
 
     # -- existing instance ---------------------------------------------------------------------
 
@@ -674,6 +701,7 @@ def argument_spec():
         wait_timeout=dict(type="int", default=1800),
         loading_timeout=dict(type="int", default=600),
         max_attempts=dict(type="int", default=3),
+        blocklist_reason=dict(type="str"),
         poll_interval=dict(type="float", default=5.0),
     )
     return spec

@@ -65,6 +65,7 @@ class Ansible:
             "VAST_API_KEY": "",
             # The inventory pins each instance's host key here (never in the user's ~/.local/state).
             "VOLTX_VASTAI_KNOWN_HOSTS_DIR": str(workdir / "known_hosts"),
+            "VOLTX_VASTAI_BLOCKLIST": str(workdir / "blocklist.json"),
         }
         self.localhost = "localhost ansible_connection=local ansible_python_interpreter=%s" % sys.executable
         self.runs = []

@@ -61,7 +61,8 @@ class Site:
                         ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build"), ANSIBLE_PRIVATE_KEY_FILE=private_key,
                         ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
                         VAST_API_URL=emulator.url, VAST_API_KEY=emulator.api_key,
-                        VOLTX_VASTAI_KNOWN_HOSTS_DIR=str(tmp_path / "known_hosts"))
+                        VOLTX_VASTAI_KNOWN_HOSTS_DIR=str(tmp_path / "known_hosts"),
+                        VOLTX_VASTAI_BLOCKLIST=str(tmp_path / "blocklist.json"))
         self.source = tmp_path / "volt-x"
         shutil.copytree(os.path.join(ROOT, "tests", "fixtures", "volt-x"), self.source,
                         ignore=shutil.ignore_patterns("target"))
@@ -72,6 +73,9 @@ class Site:
         settings = {
             "vastai_ssh_public_key_file": private_key + ".pub",
             "vastai_loading_timeout": 60, "vastai_wait_timeout": 180,
+            # The emulator's hosts have no GPU and not the offers' cores, RAM and disk (tests/integration/test_fleet.py
+            # burns hosts in with the checks they can pass).
+            "campaign_burn_in": False,
             "data_sync_local_checkpoints_dir": str(local / "Volt_X" / "checkpoints"),
             "data_sync_local_data_root": str(local / "VoltData"),
             "data_sync_staging_dir": str(tmp_path / "staging"),

@@ -72,6 +72,10 @@ def offer_gone(offer_id, form="404"):
     return envelope(404, "invalid_args", "error 404/3603: " + msg, ask_id=offer_id)
 
 
+# What a short_ram host lets the container use: enough for sshd and a shell, far below any offer's RAM.
+SHORT_RAM_MB = 256
+
+
 class Instance:
     """A contract: the row Vast shows plus what the emulator needs to drive its container."""
 
@@ -92,6 +96,7 @@ class Instance:
         self.image_known = True
         self.unscheduled = False  # a bid below min_bid waits for the GPU and never runs
         self.host_lost = False
+        self.memory_mb = None  # a host that gives the container less RAM than its offer promised (fault short_ram)
         self.direct = False
         self.sshd_port = None  # the container's published sshd port while it is started
         self.proxy = None
@@ -120,7 +125,7 @@ class Account:
         self.requests = []
         self.faults = {"rate_limit": 0, "server_error": 0, "offer_taken": [], "offer_taken_count": 0,
                        "offer_taken_form": "404",
-                       "stuck_loading": 0, "overprice": {"count": 0, "factor": 1.0}, "boot_delay": 0.0,
+                       "stuck_loading": 0, "short_ram": 0, "overprice": {"count": 0, "factor": 1.0}, "boot_delay": 0.0,
                        "create_delay": 0.0}
 
     # ---- offers -------------------------------------------------------------------------------------------
@@ -205,6 +210,9 @@ class Account:
         keys = [key["key"] for key in self.ssh_keys]
         instance = Instance(record, offer["id"], self.docker.container_name(instance_id), stuck, keys)
         instance.gpu_dph = dph_total - disk_hour
+        if self.faults["short_ram"] > 0:  # the host gives the container far less RAM than the offer says
+            self.faults["short_ram"] -= 1
+            instance.memory_mb = SHORT_RAM_MB
         # The proxy endpoint exists from creation on and keeps its port for the contract's life.
         instance.proxy = TcpProxy(lambda: instance.sshd_port)
         record["ssh_port"] = instance.proxy.port
@@ -273,7 +281,7 @@ class Account:
         env = dict(_plain_env(instance.record["extra_env"]))
         env.update(VAST_CONTAINERLABEL="C.%d" % instance.id, CONTAINER_ID=str(instance.id),
                    PUBLIC_KEY="\n".join(instance.attached_keys))
-        self.docker.create(instance.container, env)
+        self.docker.create(instance.container, env, memory_mb=instance.memory_mb)
         if instance.record["onstart"]:
             self.docker.put_file(instance.container, "/root/onstart.sh", instance.record["onstart"])
 
@@ -558,7 +566,7 @@ class Account:
         if not isinstance(body, dict):
             raise envelope(400, "invalid_args", "faults must be a JSON object")
         with self.lock:
-            for name in ("rate_limit", "server_error", "stuck_loading"):
+            for name in ("rate_limit", "server_error", "stuck_loading", "short_ram"):
                 if name in body:
                     self.faults[name] = int(body[name])
             for name in ("boot_delay", "create_delay"):

@@ -27,10 +27,12 @@ class Docker:
     def container_name(self, instance_id):
         return "vastemu-%d-%s" % (instance_id, self.label_value)
 
-    def create(self, name, env):
+    def create(self, name, env, memory_mb=None):
         """Creates (does not start) the container; sshd in it listens on a random 127.0.0.1 port."""
         args = ["create", "--name", name, "--label", "%s=%s" % (LABEL, self.label_value),
                 "-p", "127.0.0.1::22"]
+        if memory_mb:
+            args += ["--memory", "%dm" % memory_mb]
         for key, value in env.items():
             args += ["-e", "%s=%s" % (key, value)]
         self._run(*args, self.image)

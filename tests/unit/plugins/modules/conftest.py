@@ -7,6 +7,14 @@ import pytest
 from vast_fakes import FakeClock, FakeVast
 
 
+@pytest.fixture(autouse=True)
+def blocklist_file(tmp_path, monkeypatch):
+    """Every module test reads (and writes) its own blocklist, never the user's."""
+    path = tmp_path / "blocklist.json"
+    monkeypatch.setenv("VOLTX_VASTAI_BLOCKLIST", str(path))
+    return path
+
+
 @pytest.fixture
 def clock():
     return FakeClock()

@@ -1,0 +1,105 @@
+"""Fleet safety on the emulator: the reaper (playbooks/reap.yml) destroys our forgotten instances and nothing else;
+a host that fails the burn-in is destroyed, blocklisted and avoided by the next rent."""
+
+import json
+import re
+import subprocess
+
+from test_instance_lifecycle import guide_matches, live_instances, rent_task
+from test_site import LABEL, Site, recap
+
+FOREIGN = "someone-else-offline"
+ORPHAN = "volt-x-orphan"
+STUCK = "volt-x-stuck"
+
+
+def rent(ansible, label, **overrides):
+    runner, results = ansible.playbook([rent_task(label=label, **overrides)])
+    assert runner.rc == 0, results
+    return results["Rent"]["instance"]["id"]
+
+
+def summary(output):
+    (line,) = re.findall(r'"msg": "(reap: [^"]*)"', output)
+    return line
+
+
+def test_the_reaper_destroys_our_orphans_and_never_a_foreign_instance(ansible, emulator, ssh_keypair, tmp_path):
+    orphan = rent(ansible, ORPHAN)
+    foreign = rent(ansible, FOREIGN)
+    emulator.preempt(orphan, kind="host_lost")
+    emulator.preempt(foreign, kind="host_lost")
+    emulator.set_faults(stuck_loading=1)
+    stuck = rent(ansible, STUCK, wait=False)
+    site = Site(tmp_path, emulator, ssh_keypair, campaign_reap_loading_timeout=1)
+    site.env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"  # the summary on one line, as a cron mail shows it
+
+    # Check mode lists what would go, why, and what it costs per hour now; it destroys nothing.
+    planned = summary(site.play("playbooks/reap.yml", "--check"))
+    assert planned.startswith("reap: would destroy 2 instance(s)"), planned
+    assert "%s #%d: status offline" % (ORPHAN, orphan) in planned and "%s #%d: loading for" % (STUCK, stuck) in planned
+    assert re.search(r"\$0\.\d+/h", planned) and "ignored 1 without the label prefix" in planned, planned
+    assert {i["id"] for i in live_instances(emulator)} == {orphan, foreign, stuck}
+
+    done = summary(site.play("playbooks/reap.yml"))
+    assert done.startswith("reap: destroyed 2 instance(s)"), done
+    assert [i["id"] for i in live_instances(emulator)] == [foreign], "the foreign instance must survive"
+
+    # Nothing left of ours: a second run is a no-op, still cron-quiet.
+    again = summary(site.play("playbooks/reap.yml"))
+    assert again.startswith("reap: destroyed 0 instance(s)"), again
+
+
+def test_a_host_that_fails_the_burn_in_is_destroyed_blocklisted_and_avoided(emulator, ssh_keypair, tmp_path):
+    emulator.reset()
+    # The emulator's containers have no GPU and this machine's cores: burn in what they can hold (RAM and disk).
+    site = Site(tmp_path, emulator, ssh_keypair, campaign_burn_in=True, campaign_burn_in_checks=["ram", "disk"],
+                vastai_min_ram_gb=1, vastai_disk_gb=20)
+    emulator.set_faults(short_ram=1)  # the cheapest host gives its container 256 MB whatever its offer says
+
+    failed = site.play("playbooks/rent.yml", expect_rc=2)
+    (bad,) = emulator.state()["instances"]
+    assert bad.get("destroyed") and live_instances(emulator) == [] and emulator.containers() == []
+    assert "machine %d) failed the burn-in: RAM: 0.3 GB usable, 1 GB needed" % bad["machine_id"] in failed, failed
+    (entry,) = json.loads((tmp_path / "blocklist.json").read_text())["machines"]
+    assert entry["machine_id"] == bad["machine_id"] and entry["reason"].startswith("burn-in: RAM")
+    assert entry["instance_id"] == bad["id"] and re.match(r"\d{4}-\d\d-\d\dT", entry["date"])
+
+    site.play("playbooks/rent.yml")
+    (good,) = live_instances(emulator)
+    assert good["machine_id"] != bad["machine_id"]
+    # The instance found by its label on a later run is never judged again: it may hold the data by then.
+    again = site.play("playbooks/rent.yml")
+    assert recap(again)[LABEL] == dict(recap(again)[LABEL], changed=0, failed=0), again[-3000:]
+    assert [i["id"] for i in live_instances(emulator)] == [good["id"]]
+    emulator.reset()
+
+
+def test_an_offer_whose_host_listing_ends_before_the_run_is_skipped(emulator, ssh_keypair, tmp_path):
+    emulator.reset()
+    cheapest = guide_matches()[0]
+    assert cheapest["duration"] < 26 * 86400 < guide_matches()[1]["duration"], "the catalog changed"
+    # 25 days of run plus a day of margin: the cheapest matching host's listing ends too soon.
+    site = Site(tmp_path, emulator, ssh_keypair, campaign_run_hours=25 * 24, campaign_contract_margin_hours=24)
+    site.play("playbooks/rent.yml")
+    (rented,) = live_instances(emulator)
+    assert rented["machine_id"] == guide_matches()[1]["machine_id"] != cheapest["machine_id"]
+    emulator.reset()
+
+
+def test_the_budget_ceiling_destroys_the_instance_only_after_the_harvest(emulator, ssh_keypair, tmp_path):
+    emulator.reset()
+    site = Site(tmp_path, emulator, ssh_keypair, campaign_budget_usd=0.000001)
+    site.play("playbooks/rent.yml")
+    (instance,) = live_instances(emulator)
+    # A tiny result, as the codebook job would leave it, written straight into the instance's container.
+    log = "kmeans iteration 1 loss=1.5\n"
+    (container,) = emulator.containers()
+    subprocess.run(["docker", "exec", container, "sh", "-c", "mkdir -p /root/volt-x/logs && printf '%s' '" + log
+                    + "' > /root/volt-x/logs/phase03.log"], check=True)
+
+    output = site.play("playbooks/harvest.yml")
+    assert (site.harvest / "logs" / "phase03.log").read_text() == log
+    assert live_instances(emulator) == [] and emulator.containers() == []
+    assert "the ceiling is reached: harvested, now destroying" in output
+    assert output.index("TASK [voltx.vastai.harvest : Pull") < output.index("TASK [voltx.vastai.harvest : Destroy the instance]")
