@@ -79,8 +79,8 @@ def start(directory, image=None, timeout=60):
     deadline = time.time() + timeout
     while not os.path.exists(ready_file):
         if process.poll() is not None:
-            raise SystemExit("the emulator exited with %s; see %s" % (process.returncode,
-                                                                   os.path.join(directory, "emulator.log")))
+            log = os.path.join(directory, "emulator.log")
+            raise SystemExit("the emulator exited with %s; see %s" % (process.returncode, log))
         if time.time() > deadline:
             raise SystemExit("the emulator did not start within %ss" % timeout)
         time.sleep(0.2)
