@@ -120,7 +120,7 @@ def test_ansible_doc_commands(command, tmp_path):
     assert proc.returncode == 0 and re.search(r"^ *(OPTIONS|Options)", proc.stdout, flags=re.M), proc.stderr
     if command.endswith("voltx.vastai.campaign"):
         # The README sends users there for the guide's settings it no longer lists itself.
-        for setting in ("vastai_instance_label", "vastai_gpu_name", "vastai_max_dph", "vastai_image", "vastai_disk_gb",
+        for setting in ("vastai_gpu_name", "vastai_max_dph", "vastai_image", "vastai_disk_gb",
                         "vastai_ssh_public_key_file"):
             assert setting in proc.stdout, setting
 
