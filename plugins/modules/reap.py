@@ -12,8 +12,8 @@ short_description: Destroy this collection's forgotten Vast.ai instances, and ne
 version_added: 1.0.0
 description:
   - Lists the account's instances and destroys those whose label starts with O(label_prefix) and that are
-    stuck before running past O(loading_timeout), in one of O(statuses) (by default exited or offline), or older
-    than O(ttl_hours), or whose cost reached O(max_cost_usd).
+    stuck before running past O(loading_timeout), in one of O(statuses) (by default offline only: a stopped
+    instance keeps its disk), or older than O(ttl_hours), or whose cost reached O(max_cost_usd).
   - An instance without a label, or whose label does not start with O(label_prefix), is never touched.
   - Harvest first what an instance still holds (C(playbooks/reap.yml) does); this module only destroys.
 author:
@@ -34,7 +34,7 @@ options:
       - Statuses (C(actual_status)) reaped whatever the instance's age.
     type: list
     elements: str
-    default: [exited, offline]
+    default: [offline]
   ttl_hours:
     description:
       - Instances older than this many hours are reaped whatever their status. V(0) means no limit.
@@ -180,7 +180,7 @@ def argument_spec():
     spec.update(
         label_prefix=dict(type="str", required=True),
         loading_timeout=dict(type="int", default=1800),
-        statuses=dict(type="list", elements="str", default=["exited", "offline"]),
+        statuses=dict(type="list", elements="str", default=["offline"]),
         ttl_hours=dict(type="float", default=0),
         max_cost_usd=dict(type="float", default=0),
         only_ids=dict(type="list", elements="int"),
