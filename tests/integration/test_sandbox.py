@@ -1,0 +1,56 @@
+"""The README's sandbox: `make emulator` starts the emulator in the background for inventories/emulator, a user rents
+through that inventory with the real playbooks, and `make emulator-stop` stops it and removes its containers.
+
+The other playbook lines of the README's sandbox block (site.yml, harvest, teardown through inventories/emulator) are
+make demo's steps, which test_site.py runs through the same inventory.
+"""
+
+import json
+import os
+import stat
+import subprocess
+
+from conftest import ROOT, VENV_BIN
+from vast_emulator.containers import state_dir_hash
+
+
+def run(argv, env, timeout=600):
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, "%s failed:\n%s%s" % (" ".join(argv), proc.stdout[-4000:], proc.stderr[-3000:])
+    return proc.stdout
+
+
+def containers(directory):
+    listed = subprocess.run(["docker", "ps", "-aq", "--filter", "label=voltx.emulator=%s" % state_dir_hash(directory)],
+                            capture_output=True, text=True, check=True)
+    return listed.stdout.split()
+
+
+def test_make_emulator_serves_the_emulator_inventory_and_emulator_stop_removes_its_containers(tmp_path, test_image):
+    directory = str(tmp_path / "sandbox")
+    env = dict(os.environ, VOLTX_EMULATOR_DIR=directory, VOLTX_TEST_IMAGE=test_image, ANSIBLE_NOCOLOR="1",
+               PATH=VENV_BIN + os.pathsep + os.environ["PATH"], VOLTX_VASTAI_BLOCKLIST=str(tmp_path / "blocklist.json"))
+    for name in ("VAST_API_KEY", "VAST_API_URL", "VOLTX_VASTAI_KNOWN_HOSTS_DIR", "ANSIBLE_PRIVATE_KEY_FILE"):
+        env.pop(name, None)  # the emulator inventory names its own
+
+    started = run(["make", "--no-print-directory", "emulator"], env)
+    try:
+        assert "ansible-playbook -i inventories/emulator site.yml" in started
+        ready = os.path.join(directory, "emulator.json")
+        assert stat.S_IMODE(os.stat(ready).st_mode) == 0o600  # it holds the emulator's API key
+        with open(ready) as handle:
+            api_key = json.load(handle)["api_key"]
+
+        rented = run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "inventories/emulator", "playbooks/rent.yml"],
+                     env)
+        assert api_key not in rented
+        inventory = json.loads(run([os.path.join(VENV_BIN, "ansible-inventory"), "-i", "inventories/emulator",
+                                    "--list"], env))
+        assert inventory["training"]["hosts"] == ["volt-x-training"]
+        assert len(containers(directory)) == 1
+    finally:
+        stopped = subprocess.run(["make", "--no-print-directory", "emulator-stop"], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, timeout=300, check=False)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert containers(directory) == []
+    assert not os.path.exists(os.path.join(directory, "emulator.json"))
