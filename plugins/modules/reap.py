@@ -12,7 +12,7 @@ short_description: Destroy this collection's forgotten Vast.ai instances, and ne
 version_added: 1.0.0
 description:
   - Lists the account's instances and destroys those whose label starts with O(label_prefix) and that are
-    stuck before running past O(loading_timeout), in one of O(statuses) (by default offline only: a stopped
+    stuck before running past O(loading_timeout), in one of O(statuses) (by default only offline, since a stopped
     instance keeps its disk), or older than O(ttl_hours), or whose cost reached O(max_cost_usd).
   - An instance without a label, or whose label does not start with O(label_prefix), is never touched.
   - Harvest first what an instance still holds (C(playbooks/reap.yml) does); this module only destroys.
