@@ -27,6 +27,9 @@ description:
     mapped to C(22/tcp), the IPv4 entry first) when the instance has that mapping, otherwise the Vast.ai SSH proxy
     (C(ssh_host), C(ssh_port), plus one when the image runtype contains C(jupyter)). An instance with neither
     still appears, without C(ansible_host) and C(ansible_port).
+  - C(ansible_pipelining=true) and C(ansible_python_interpreter=/usr/bin/python3) (where the C(voltx.vastai.campaign)
+    bootstrap installs python3), so a task costs one SSH round trip without this collection's C(ansible.cfg) and no
+    interpreter discovery runs; set either in your C(host_vars) to change it.
   - Numeric host variables (ids, ports, prices, sizes, dates) are numbers even when the API sends them as strings.
   - Every value that comes from the API is marked unsafe, so a label that holds a Jinja2 expression (say a C(pipe) lookup
     between C({{) and C(}})) is never templated.
@@ -174,6 +177,8 @@ compose:
 #   ansible_host: "203.0.113.7"             # only when an SSH endpoint is known
 #   ansible_port: 41022                     # only when an SSH endpoint is known
 #   ansible_user: "root"
+#   ansible_pipelining: true
+#   ansible_python_interpreter: "/usr/bin/python3"
 #   vastai_id: 28765432
 #   vastai_label: "train-01"                # null when unlabeled
 #   vastai_status: "running"                # actual_status lower-cased; "provisioning" while it is null
@@ -294,6 +299,12 @@ CACHED_FIELDS = tuple(sorted(set(field for dummy, field, dummy2 in _COPIED_FIELD
                              | {"actual_status", "public_ipaddr"}))
 
 
+# How Ansible talks to every instance, also where this checkout's ansible.cfg is not read (an installed collection):
+# one SSH round trip per task (pipelining), and the python3 that voltx.vastai.campaign's bootstrap installs, without
+# interpreter discovery's extra round trip and its warning.
+CONNECTION_HOSTVARS = {"ansible_pipelining": True, "ansible_python_interpreter": "/usr/bin/python3"}
+
+
 def instance_to_hostvars(instance):
     """Turn one row of ``GET /api/v1/instances/`` into the host variables of its host (plain values, not yet unsafe).
 
@@ -311,6 +322,7 @@ def instance_to_hostvars(instance):
     host, port, mode = ssh_endpoint(instance)
     hostvars["vastai_ssh_mode"] = mode
     hostvars["ansible_user"] = SSH_USER
+    hostvars.update(CONNECTION_HOSTVARS)
     if host is not None:
         hostvars["ansible_host"] = host
         hostvars["ansible_port"] = port

@@ -8,6 +8,7 @@ Usage: python tests/bench/bench.py [--rates 200,50] [--repetitions 3] [--scales 
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -31,7 +32,7 @@ GUIDE_PACKAGES = "build-essential pkg-config libssl-dev git rustc-web cargo-web"
 # what the collection installs itself (python3 for its modules, the unpacking tools), so apt still unpacks them in
 # every run but the mirror's distance is not measured.
 PREINSTALLED_PACKAGES = "build-essential pkg-config libssl-dev git curl ca-certificates"
-CACHED_PACKAGES = "rustc-web cargo-web python3 zstd pigz rsync"
+CACHED_PACKAGES = "rustc-web cargo-web python3 python3-apt zstd pigz rsync tmux"
 CARGO_BUILD = "cargo build --release -p volt-learn --features vfn-training --bin codebook-init --bin train-vfn"
 
 
@@ -49,7 +50,8 @@ def run(argv, **kwargs):
 def bench_image():
     """The test image with PREINSTALLED_PACKAGES, CACHED_PACKAGES' .debs and the apt lists, once per test image."""
     base = run(["bash", os.path.join(ROOT, "tests", "image", "build.sh")]).stdout.strip()
-    tag = "voltx-vastai-bench:" + base.rsplit(":", 1)[-1]
+    lists = hashlib.sha256((PREINSTALLED_PACKAGES + "|" + CACHED_PACKAGES).encode()).hexdigest()[:8]
+    tag = "voltx-vastai-bench:%s-%s" % (base.rsplit(":", 1)[-1], lists)
     if run(["docker", "image", "inspect", tag], check=False).returncode == 0:
         return tag
     log("caching the packages' .debs in %s (once)" % tag)

@@ -182,6 +182,8 @@ def test_hostvars_direct(rows, plugin_module):
     assert hv["ansible_host"] == "203.0.113.7"  # trailing newline stripped
     assert hv["ansible_port"] == 41022 and isinstance(hv["ansible_port"], int)
     assert hv["ansible_user"] == "root"
+    assert hv["ansible_pipelining"] is True
+    assert hv["ansible_python_interpreter"] == "/usr/bin/python3"
     assert hv["vastai_ssh_mode"] == "direct"
     assert hv["vastai_direct_ssh_port"] == 41022
     assert hv["vastai_public_ipaddr"] == "203.0.113.7"
@@ -208,7 +210,8 @@ def test_hostvars_never_carry_secrets(rows, plugin_module):
     flat = json.dumps(hv)
     assert "jupyter_token" not in flat and "53fc448d" not in flat
     assert "wandb-secret-value" not in flat and "extra_env" not in flat
-    assert all(k.startswith("vastai_") or k in ("ansible_host", "ansible_port", "ansible_user") for k in hv)
+    assert all(k.startswith("vastai_") or k in ("ansible_host", "ansible_port", "ansible_user", "ansible_pipelining",
+                                                 "ansible_python_interpreter") for k in hv)
 
 
 def test_hostvars_loading_uses_proxy(rows, plugin_module):
