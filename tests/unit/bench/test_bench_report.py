@@ -97,7 +97,7 @@ def test_milestones_give_each_step_of_ours_its_own_duration():
     phases = {"campaign": 40.0, "data_sync": 40.5, "data_sync#2": 120.0, "rust_toolchain#2": 190.0,
               "build#2": 230.0, "data_sync#3": 250.0, "build#3": 287.0, "ready": 288.0}
     steps = bench.milestones(phases)
-    assert steps[0] == ("python3 bootstrapped", 40.0, 40.0)
+    assert steps[0] == ("packages installed (python3 and every role's, one apt run)", 40.0, 40.0)
     assert steps[1] == ("uploads launched (first byte)", 120.0, 80.0)
     assert steps[-1] == ("ready", 288.0, pytest.approx(1.0))
     assert "data_sync" not in [meaning for meaning, _end, _seconds in steps]
