@@ -246,7 +246,7 @@ def pack(req, dry_run=False, progress=None):
         a["file"], human(a["size"]), len(a["members"]), human(sum(m["size"] for m in a["members"])),
         "" if a["name"] in reused else " packed") for a in archives]
     return {"changed": changed, "packed": packed, "reused": reused, "manifest": manifest_path,
-            "summary": summary, "dry_run": dry_run,
+            "manifest_exists": os.path.exists(manifest_path), "summary": summary, "dry_run": dry_run,
             "archive_bytes": sum(a["size"] for a in archives),
             "extracted_bytes": sum(m["size"] for a in archives for m in a["members"])}
 

@@ -262,7 +262,7 @@ def tail(text, n=400):
 
 def acquire_slot(slot_dir, slots, job):
     """Hold one of `slots` lock files: at most that many transfers run at once."""
-    os.makedirs(slot_dir, exist_ok=True)
+    os.makedirs(slot_dir, mode=0o700, exist_ok=True)
     while True:
         for i in range(slots):
             fd = os.open(os.path.join(slot_dir, "slot%d.lock" % i), os.O_CREAT | os.O_RDWR, 0o600)
@@ -279,7 +279,7 @@ def hold_archive(lock_path):
     """One upload per archive: while an earlier transfer of it still runs (say the playbook was interrupted and
     run again), wait for it instead of racing it with a second stream; its progress file stays its own meanwhile.
     Returns (whether another transfer was waited for, the lock's fd, held until this process ends)."""
-    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), mode=0o700, exist_ok=True)
     fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
