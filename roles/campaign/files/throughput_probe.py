@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Measure the controller <-> instance throughput over the instance's own SSH, both directions.
+"""voltx.vastai.campaign — measure the controller <-> instance throughput over the instance's own SSH, both directions.
 
 Run on the controller by the burn-in, with ssh's argv up to (not including) the remote command. Prints one JSON
 line: {"upload_mbit": ..., "download_mbit": ..., "bytes": N}. Upload is controller -> host (the direction the
