@@ -114,7 +114,7 @@ options:
       - Every entry is a host named by its label, even before its instance is rented, in the group C(campaign); the
         ones whose instance exists are in C(training) as well, with the instance's C(vastai_*) variables. Each host
         gets C(vastai_instance_label) (its label) and the entry's O(instances[].vars) as host variables, which
-        override C(group_vars) (not C(--extra-vars)).
+        override C(group_vars); a C(host_vars/<label>.yml) file next to this one and C(--extra-vars) override them.
       - C(playbooks/rent.yml) rents one instance per host of C(campaign) that has none yet, and none twice (an
         instance is found by its label first).
       - When set, O(instance_label) is not used and the group C(all) gets no C(vastai_instance_label).

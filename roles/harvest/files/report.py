@@ -285,7 +285,13 @@ def contract(end_date, eta):
 
 
 def ts(v):
-    return datetime.datetime.fromtimestamp(v, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if v else "unknown"
+    if not v:
+        return "unknown"
+    try:
+        return datetime.datetime.fromtimestamp(v, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        # A pace that projects past what a date can hold (a curriculum of millennia) must not break the report.
+        return "after 9999-12-31"
 
 
 def money_line(cost):

@@ -201,6 +201,15 @@ def test_a_host_contract_ending_before_the_eta_is_a_warning(tmp_path, monkeypatc
     assert "- host's contract ends: %s" % report.ts(end_date or None) in md
 
 
+def test_an_eta_beyond_the_calendar_is_still_a_report(tmp_path):
+    """A pace that projects past year 9999 (a stage of 10^12 epochs) gives a report, with the contract warning."""
+    logs = {"phase21_stage1.log": "epoch 1/1000000000000 step 3 loss=0.9\nepoch 2/1000000000000 step 1 loss=0.8\n"}
+    cfg = make_cfg(tmp_path, logs, stages=[dict(STAGES[0], epochs=10 ** 12)], end_date=NOW + HOUR)
+    r = report.build_report(cfg)
+    assert r["eta"]["text"].startswith("ETA after 9999-12-31")
+    assert r["contract"]["warning"].startswith("the host's contract ends %s" % report.ts(NOW + HOUR))
+
+
 def test_an_output_file_without_a_successful_exit_is_not_complete(tmp_path):
     cfg = make_cfg(tmp_path, {"phase21_stage1.log": log(1, 3)}, outputs=[OUTPUTS[0]],
                    job={"alive": False, "marker": {"status": 1}})
