@@ -228,8 +228,8 @@ def test_the_campaign_example_declares_each_instance_with_its_own_settings_befor
     result = ArgumentSpecValidator({"campaign_stages": spec["campaign_stages"]}).validate(stages)
     assert result.error_messages == []
     # The Campaigns commands run the step playbooks on that inventory.
-    assert [c.split()[1] for c in campaign_commands()] == ["voltx.vastai.site", "voltx.vastai.harvest",
-                                                            "voltx.vastai.teardown"]
+    steps = ["voltx.vastai.site", "voltx.vastai.harvest", "voltx.vastai.teardown"]
+    assert [c.split()[1] for c in campaign_commands()] == steps
 
 
 def test_every_command_is_covered():
