@@ -68,9 +68,7 @@ class Demo:
                         PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
                         ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build"),
                         ANSIBLE_NOCOLOR="1", ANSIBLE_DISPLAY_SKIPPED_HOSTS="false",
-                        VOLTX_EMULATOR_DIR=self.emulator_dir,
-                        # The emulator's machine ids are not real ones: keep them off the user's blocklist.
-                        VOLTX_VASTAI_BLOCKLIST=os.path.join(self.emulator_dir, "blocklist.json"))
+                        VOLTX_EMULATOR_DIR=self.emulator_dir)
         # The inventory names the emulator's URL and key; a user's real ones must not leak into the demo.
         for name in ("VAST_API_KEY", "VAST_API_URL", "VOLTX_VASTAI_KNOWN_HOSTS_DIR", "ANSIBLE_PRIVATE_KEY_FILE"):
             self.env.pop(name, None)

@@ -106,9 +106,37 @@ options:
       - Every host and the implicit C(localhost) get it as C(vastai_instance_label) (a variable of the group C(all)),
         which is where the rent, harvest and teardown plays read it; the host with this label is put in the group
         C(training), which the collection's step playbooks target (empty while no such instance exists).
-      - This option is the one place the label is set.
+      - This option is the one place the label is set. With O(instances), it is not used.
     type: str
     default: volt-x-training
+  instances:
+    description:
+      - A campaign of several instances, one entry each, rented, prepared, trained, harvested and destroyed by the same
+        playbooks in parallel (one Ansible fork per instance); each has its own label, its own harvest directory
+        (the harvest role's C(harvest/<label>/)) and its own budget (C(campaign_budget_usd) is per host).
+      - Every entry is a host named by its label, even before its instance is rented, in the group C(campaign); the
+        ones whose instance exists are in C(training) as well, with the instance's C(vastai_*) variables. Each host
+        gets C(vastai_instance_label) (its label) and the entry's O(instances[].vars) as host variables, which
+        override C(group_vars); a C(host_vars/<label>.yml) file next to this one and C(--extra-vars) override them.
+      - C(playbooks/rent.yml) rents one instance per host of C(campaign) that has none yet, and none twice (an
+        instance is found by its label first).
+      - When set, O(instance_label) is not used and the group C(all) gets no C(vastai_instance_label).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      label:
+        description:
+          - The instance's label, its identity and its host name. Unique in the list; keep it starting with the
+            campaign role's C(campaign_owner_label_prefix) (C(volt-x-)), which the rent checks and the reaper needs.
+        type: str
+        required: true
+      vars:
+        description:
+          - Host variables of this instance only, e.g. another C(campaign_stages) (stages, learning rates),
+            C(campaign_budget_usd) or C(vastai_gpu_name).
+        type: dict
+        default: {}
   known_hosts_dir:
     description:
       - Directory of the pinned SSH host keys, one known-hosts file per instance, named by the instance id
@@ -172,6 +200,26 @@ compose:
   # Reach the instance through the Vast.ai proxy even when it has a direct port.
   ansible_host: vastai_ssh_host
   ansible_port: vastai_proxy_ssh_port
+
+---
+# A campaign of three instances: the same curriculum at three learning rates, one with a budget of its own.
+# Hosts volt-x-lr1e4, volt-x-lr3e4 and volt-x-lr1e3, in the group `campaign` (rented or not) and `training` (rented).
+plugin: voltx.vastai.vastai
+instances:
+  - label: volt-x-lr1e4
+  - label: volt-x-lr3e4
+    vars:
+      campaign_stages:
+        - name: "all data (lr=3e-4)"
+          data: [data/code_training_combined.jsonl]
+          lr: "3e-4"
+          warmup: 1000
+          epochs: 10
+          output: checkpoints/scaled_vfn.safetensors
+          log: phase21_stage1.log
+  - label: volt-x-lr1e3
+    vars:
+      campaign_budget_usd: 5
 
 # Host variables this plugin sets (values are examples; a field the API leaves out is null):
 #   ansible_host: "203.0.113.7"             # only when an SSH endpoint is known
@@ -249,6 +297,8 @@ from ansible_collections.voltx.vastai.plugins.module_utils._endpoint import (
 
 
 GROUP_ALL = "vastai"
+# The hosts of the option instances, rented or not: the hosts pattern of playbooks/rent.yml in a campaign.
+CAMPAIGN_GROUP = "campaign"
 # The group of the instance labelled instance_label: the hosts pattern of the collection's step playbooks.
 INSTANCE_GROUP = "training"
 
@@ -373,6 +423,30 @@ def assign_host_names(instances):
                 names[i] = "%s-%s" % (name, instances[i].get("id"))
     raise AnsibleError("Could not give the Vast.ai instances unique host names; colliding names: %s"
                        % ", ".join(sorted(set(name for name in names if names.count(name) > 1))))
+
+
+def declared_instances(entries):
+    """The option instances checked: ``[(label, vars), ...]`` in their order; an AnsibleError names what is wrong."""
+    declared = []
+    for index, entry in enumerate(entries or []):
+        where = "instances[%d]" % index
+        if not isinstance(entry, dict):
+            raise AnsibleError("Vast.ai inventory: %s must be a mapping with a label, got %r" % (where, entry))
+        unknown = sorted(set(entry) - {"label", "vars"})
+        if unknown:
+            raise AnsibleError("Vast.ai inventory: %s has unknown keys %s (only label and vars)"
+                               % (where, ", ".join(unknown)))
+        label = _strip(entry.get("label"))
+        if not isinstance(label, str) or not label:
+            raise AnsibleError("Vast.ai inventory: %s.label must be a non-empty string" % where)
+        host_vars = entry.get("vars") or {}
+        if not isinstance(host_vars, dict):
+            raise AnsibleError("Vast.ai inventory: %s.vars (%s) must be a mapping" % (where, label))
+        if label in [name for name, dummy in declared]:
+            raise AnsibleError("Vast.ai inventory: the label %s is declared twice in instances; each instance needs "
+                               "its own" % label)
+        declared.append((label, host_vars))
+    return declared
 
 
 def slim_instance(instance):
@@ -501,9 +575,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         keyed_groups = self.get_option("keyed_groups")
 
         self.inventory.add_group(GROUP_ALL)
-        instance_label = self.get_option("instance_label")
         instance_group = self.inventory.add_group(INSTANCE_GROUP)
-        self.inventory.set_variable("all", "vastai_instance_label", instance_label)
+        declared = declared_instances(self.get_option("instances"))
+        if declared:
+            managed_labels = set(label for label, dummy in declared)
+        else:
+            instance_label = self.get_option("instance_label")
+            managed_labels = {instance_label}
+            self.inventory.set_variable("all", "vastai_instance_label", instance_label)
         named, collided = assign_host_names(self._select(instances))
         for name, ids in collided:
             self.display.warning("Vast.ai inventory: instances %s share the host name %s; each is named %s-<id>"
@@ -519,11 +598,29 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for key, value in hostvars.items():
                 self.inventory.set_variable(host, key, value)
 
-            if _strip(instance.get("label")) == instance_label:
+            if _strip(instance.get("label")) in managed_labels:
                 self.inventory.add_child(instance_group, host)
             self._set_composite_vars(compose, self.inventory.get_host(host).get_vars(), host, strict=strict)
             self._add_host_to_composed_groups(groups, hostvars, host, strict=strict)
             self._add_host_to_keyed_groups(keyed_groups, hostvars, host, strict=strict)
+
+        self._declare(declared)
+
+    def _declare(self, declared):
+        """The campaign's hosts: each label of the option instances, rented or not, with its own variables.
+
+        A label without an instance yet is a host without ``ansible_host`` (outside ``vastai`` and ``training``),
+        so that playbooks/rent.yml can rent it as a host of ``campaign``, in parallel with the others.
+        """
+        if not declared:
+            return
+        campaign_group = self.inventory.add_group(CAMPAIGN_GROUP)
+        for label, host_vars in declared:
+            # The user's own configuration, not the API's: left templatable, like group_vars.
+            host = self.inventory.add_host(label, group=campaign_group)
+            self.inventory.set_variable(host, "vastai_instance_label", label)
+            for key, value in host_vars.items():
+                self.inventory.set_variable(host, key, value)
 
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache=cache)

@@ -6,6 +6,7 @@ Everything else is run (or, for what cannot run here, checked) below. No Docker,
 """
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import sys
 
 import pytest
 import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from conftest import ROOT, VENV_BIN
 
@@ -24,10 +26,17 @@ ROLES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "roles"
 
 
 def section(title):
-    """The README's text under the heading `title`, up to the next heading."""
-    match = re.search(r"^#+ %s\n(.*?)(?=^#+ |\Z)" % re.escape(title), README, flags=re.M | re.S)
+    """The README's text under the heading `title`, up to the next heading (a `# ` line in a code block is none)."""
+    match = re.search(r"^#+ %s\n" % re.escape(title), README, flags=re.M)
     assert match, "the README has no section %r" % title
-    return match.group(1)
+    lines, fenced = [], False
+    for line in README[match.end():].splitlines(keepends=True):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#+ ", line):
+            break
+        lines.append(line)
+    return "".join(lines)
 
 
 def code_blocks(text, lang="bash"):
@@ -174,10 +183,60 @@ SANDBOX_COMMANDS = {"make emulator", "make emulator-stop"} | {
     for playbook in ("site.yml", "playbooks/harvest.yml", "playbooks/teardown.yml")}
 
 
+CAMPAIGNS = "Campaigns: several instances at once"
+
+
+def campaign_commands():
+    """The Campaigns section's commands, which test_campaign.py runs against the emulator."""
+    return commands(code_blocks(section(CAMPAIGNS))[0])
+
+
+def campaign_files():
+    """{path: text} of the Campaigns section's example files, each YAML block named by its first comment."""
+    files = {}
+    for block in code_blocks(section(CAMPAIGNS), "yaml"):
+        files[re.match(r"# ([\w./-]+?):?(\s|$)", block).group(1)] = block
+    return files
+
+
+def test_the_campaign_example_declares_each_instance_with_its_own_settings_before_any_is_rented(tmp_path):
+    """The example files as a user would save them: ansible-inventory (no API key, so no instance yet) shows the
+    three hosts in `campaign` with their own settings over the shared ones."""
+    files = campaign_files()
+    assert sorted(files) == ["campaign.vastai.yml", "group_vars/all.yml", "host_vars/volt-x-lr3e4.yml"]
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build"), HOME=str(tmp_path),
+               XDG_CONFIG_HOME=str(tmp_path / "config"), VAST_API_KEY="", VOLTX_VASTAI_KNOWN_HOSTS_DIR="")
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-inventory"), "-i", "campaign.vastai.yml", "--list"],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    listed = json.loads(proc.stdout)
+    labels = ["volt-x-lr1e4", "volt-x-lr3e4", "volt-x-lr1e3"]
+    assert listed["campaign"]["hosts"] == labels and "training" not in listed
+    hostvars = listed["_meta"]["hostvars"]
+    # A value the inventory did not template is listed as {"__ansible_unsafe": value}.
+    assert [hostvars[label]["vastai_instance_label"].get("__ansible_unsafe") for label in labels] == labels
+    assert [hostvars[label]["campaign_budget_usd"] for label in labels] == [8, 8, 4]
+    assert hostvars["volt-x-lr3e4"]["campaign_stages"][0]["lr"] == "3e-4"
+    assert "campaign_stages" not in hostvars["volt-x-lr1e4"]
+    with open(os.path.join(ROOT, "roles", "campaign", "meta", "argument_specs.yml")) as f:
+        spec = yaml.safe_load(f)["argument_specs"]["main"]["options"]
+    stages = {"campaign_stages": hostvars["volt-x-lr3e4"]["campaign_stages"]}
+    result = ArgumentSpecValidator({"campaign_stages": spec["campaign_stages"]}).validate(stages)
+    assert result.error_messages == []
+    # The Campaigns commands run the step playbooks on that inventory.
+    steps = ["voltx.vastai.site", "voltx.vastai.harvest", "voltx.vastai.teardown"]
+    assert [c.split()[1] for c in campaign_commands()] == steps
+
+
 def test_every_command_is_covered():
-    """A command added to the README needs a test: each one is run here, in test_packaging.py, test_sandbox.py or
-    test_site.py, or is make's."""
-    covered = set(vast_ai_commands()) | {"make demo", "make test"} | set(controller_block()) | SANDBOX_COMMANDS
+    """A command added to the README needs a test: each one is run here, in test_packaging.py, test_sandbox.py,
+    test_site.py or test_campaign.py, or is make's."""
+    covered = (set(vast_ai_commands()) | {"make demo", "make test"} | set(controller_block()) | SANDBOX_COMMANDS
+               | set(campaign_commands()))
     for block in code_blocks(README):
         for command in commands(block):
             assert command in covered or command.startswith("ansible-doc"), command

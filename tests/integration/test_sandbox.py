@@ -11,6 +11,7 @@ import stat
 import subprocess
 
 from conftest import ROOT, VENV_BIN
+from test_instance_lifecycle import guide_matches
 from vast_emulator.containers import state_dir_hash
 
 
@@ -28,8 +29,15 @@ def containers(directory):
 
 def test_make_emulator_serves_the_emulator_inventory_and_emulator_stop_removes_its_containers(tmp_path, test_image):
     directory = str(tmp_path / "sandbox")
+    # The user's real blocklist happens to list every machine id the emulator's matching offers use: the sandbox
+    # keeps a blocklist of its own, so the rent still finds an offer and the real file is left as it was.
+    real_blocklist = tmp_path / "real-blocklist.json"
+    real_blocklist.write_text(json.dumps({"machines": [
+        {"machine_id": offer["machine_id"], "reason": "burn-in: a real host", "date": "2026-12-01T00:00:00Z"}
+        for offer in guide_matches()]}))
+    before = real_blocklist.read_text()
     env = dict(os.environ, VOLTX_EMULATOR_DIR=directory, VOLTX_TEST_IMAGE=test_image, ANSIBLE_NOCOLOR="1",
-               PATH=VENV_BIN + os.pathsep + os.environ["PATH"], VOLTX_VASTAI_BLOCKLIST=str(tmp_path / "blocklist.json"))
+               PATH=VENV_BIN + os.pathsep + os.environ["PATH"], VOLTX_VASTAI_BLOCKLIST=str(real_blocklist))
     for name in ("VAST_API_KEY", "VAST_API_URL", "VOLTX_VASTAI_KNOWN_HOSTS_DIR", "ANSIBLE_PRIVATE_KEY_FILE"):
         env.pop(name, None)  # the emulator inventory names its own
 
@@ -44,6 +52,9 @@ def test_make_emulator_serves_the_emulator_inventory_and_emulator_stop_removes_i
         rented = run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "inventories/emulator", "playbooks/rent.yml"],
                      env)
         assert api_key not in rented
+        # A fresh host is burnt in with what the emulator's containers have: the link to the controller.
+        assert "passed the burn-in (throughput). Throughput with the controller:" in " ".join(rented.split())
+        assert real_blocklist.read_text() == before
         inventory = json.loads(run([os.path.join(VENV_BIN, "ansible-inventory"), "-i", "inventories/emulator",
                                     "--list"], env))
         assert inventory["training"]["hosts"] == ["volt-x-training"]

@@ -163,6 +163,8 @@ def test_the_demo_runs_the_guide_and_its_summary_matches_the_ledger_and_the_harv
         stage3_log = handle.read()
     assert status["current"]["latest_loss"] == float(re.findall(r"loss=([0-9.]+)", stage3_log)[-1])
     assert status["cost"]["spent_usd"] > 0
+    # The host's contract end is the API's, read through the inventory; the training ends long before it.
+    assert status["contract"] == {"end_date": instance["end_date"], "warning": None}
 
     final = demo.teardown()
     assert "FORCED" not in final

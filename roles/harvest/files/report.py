@@ -272,8 +272,26 @@ def estimate(fractions, elapsed_h, dph, now):
             "projected_total_usd": total_usd, "text": text}
 
 
+def contract(end_date, eta):
+    """The host's listing end (the rental stops there) against the ETA: a warning when it comes first."""
+    end = float(end_date) if end_date not in (None, "") else None
+    finish = eta["finish_time"]
+    warning = None
+    if end is not None and finish is not None and end < finish:
+        warning = ("the host's contract ends %s, %.1f h before the ETA %s: the rental stops there. Harvest before "
+                   "then and finish on another instance (playbooks/recover.yml)" % (
+                       ts(end), (finish - end) / 3600.0, ts(finish)))
+    return {"end_date": end, "warning": warning}
+
+
 def ts(v):
-    return datetime.datetime.fromtimestamp(v, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if v else "unknown"
+    if not v:
+        return "unknown"
+    try:
+        return datetime.datetime.fromtimestamp(v, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        # A pace that projects past what a date can hold (a curriculum of millennia) must not break the report.
+        return "after 9999-12-31"
 
 
 def money_line(cost):
@@ -316,6 +334,7 @@ def build_report(cfg):
     cost = {"dph": dph, "start_time": start, "elapsed_hours": round(elapsed_h, 4) if elapsed_h is not None else None,
             "spent_usd": spent, "earlier_instances": earlier, "earlier_usd": earlier_usd}
     eta = estimate([stage_fraction(st, s, p) for st, s, p in zip(stages, states, parsed)], elapsed_h, dph, now)
+    host_contract = contract(cfg.get("end_date"), eta)
 
     series = build_series([(i + 1, st["log"], p) for i, (st, p) in enumerate(zip(stages, parsed)) if p is not None])
     current = None
@@ -343,6 +362,7 @@ def build_report(cfg):
         "disk": status.get("disk"),
         "cost": cost,
         "eta": eta,
+        "contract": host_contract,
         "artifacts": {"verified_finals": [f["path"] for f in settle.get("verified_finals", [])],
                       "missing_finals": settle.get("missing_finals", []), "problems": settle.get("problems", []),
                       "accepted_this_run": settle.get("accepted", []), "pruned_this_run": settle.get("pruned", []),
@@ -463,6 +483,8 @@ def render_md(r):
     for name, losses in sorted(r["epoch_losses"].items()):
         out.append("- %s epoch losses: %s" % (name, ", ".join("%s: %s" % kv for kv in losses.items()) or "none yet"))
     out.append("- %s" % r["eta"]["text"])
+    if r["contract"]["warning"]:
+        out.append("- WARNING: %s" % r["contract"]["warning"])
     out += ["", "## Machine", ""]
     if r["gpus"]:
         for g in r["gpus"]:
@@ -477,6 +499,7 @@ def render_md(r):
     c = r["cost"]
     out += ["", "## Cost", ""]
     out.append("- started: %s" % ts(c["start_time"]))
+    out.append("- host's contract ends: %s" % ts(r["contract"]["end_date"]))
     out.append("- elapsed: %s h" % (c["elapsed_hours"] if c["elapsed_hours"] is not None else "unknown"))
     out.append("- price: %s $/h" % (c["dph"] if c["dph"] is not None else "unknown"))
     out.append("- spent so far: %s" % ("$%.2f" % c["spent_usd"] if c["spent_usd"] is not None else "unknown"))

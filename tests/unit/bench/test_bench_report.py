@@ -32,6 +32,7 @@ def test_phase_medians_are_ordered_by_when_they_end():
 
 def results():
     return {("small", 50): {"bytes": {"gz": 20_000_000, "ours": 18_000_000}, "floor": [40.0, 42.0, 41.0],
+                            "upload": [40.0, 42.0, 41.0], "build_alone": 20.5,
                             "guide": [50.0, 52.0, 54.0], "ours": [45.0, 47.0, 46.0],
                             "phases": {"guide": [{"ready": 52.0}], "ours": [{"data_sync": 3.0, "ready": 46.0}]}},
             ("small", 200): {"bytes": {"gz": 20_000_000, "ours": 18_000_000}, "floor": [30.0],
@@ -45,14 +46,15 @@ def test_rows_put_the_faster_rate_first_and_divide_the_medians():
     assert slow["ours_floor"] == pytest.approx(46.0 / 41.0)
     assert slow["ours_guide"] == pytest.approx(46.0 / 52.0)
     assert rows[0]["ours_guide"] is None  # ours never finished at 200: no ratio rather than a made-up one
+    assert slow["upload_build"] == pytest.approx(2.0) and rows[0]["upload_build"] is None
 
 
 def test_table_prints_ratios_bytes_and_a_dash_for_what_was_not_measured():
     table = report.render_table(report.cell_rows(results()))
     lines = table.splitlines()
     assert lines[0].startswith("| scale | rate |")
-    assert "| small | 200 Mbit/s | 20.0 MB / 18.0 MB | 30.0 ±0.0 | 40.0 ±0.0 | - | - | - |" in lines
-    assert "| small | 50 Mbit/s | 20.0 MB / 18.0 MB | 41.0 ±1.0 | 52.0 ±2.0 | 46.0 ±1.0 | 1.12 | 0.88 |" in lines
+    assert "| small | 200 Mbit/s | 20.0 MB / 18.0 MB | - | 30.0 ±0.0 | 40.0 ±0.0 | - | - | - |" in lines
+    assert "| small | 50 Mbit/s | 20.0 MB / 18.0 MB | 2.00 | 41.0 ±1.0 | 52.0 ±2.0 | 46.0 ±1.0 | 1.12 | 0.88 |" in lines
 
 
 def test_phases_and_control_plane_tables():

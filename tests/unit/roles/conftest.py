@@ -5,7 +5,8 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-for rel in ("roles/train_tmux/files", "roles/harvest/files", "roles/data_sync/files", "tests/unit/roles"):
+for rel in ("roles/train_tmux/files", "roles/harvest/files", "roles/data_sync/files", "roles/campaign/files",
+            "tests/unit/roles"):
     path = os.path.join(ROOT, rel)
     if path not in sys.path:
         sys.path.insert(0, path)

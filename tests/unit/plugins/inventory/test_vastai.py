@@ -10,6 +10,7 @@ import copy
 import functools
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -554,6 +555,52 @@ def test_default_instance_label_group_is_empty_without_that_instance(tmp_path, r
     inventory, dummy = parse(write_config(tmp_path), client=FakeClient(rows))
     assert group_hosts(inventory, "training") == []
     assert inventory.groups["all"].get_vars()["vastai_instance_label"] == "volt-x-training"
+
+
+CAMPAIGN = """\
+instances:
+  - label: train-01
+    vars: {campaign_budget_usd: 5}
+  - label: train-lr3e4
+    vars:
+      campaign_stages: [{name: fast, lr: "3e-4"}]
+      harvest_note: "{{ inventory_hostname }}"
+"""
+
+
+def test_a_campaign_declares_every_instance_with_its_own_vars_rented_or_not(tmp_path, rows):
+    """Each label of the option instances is a host of `campaign` with its own variables before it is rented (so
+    the rent can run on it); once its instance exists it is in `training` with the instance's variables too."""
+    inventory, dummy = parse(write_config(tmp_path, CAMPAIGN), client=FakeClient(rows))
+    assert group_hosts(inventory, "campaign") == ["train-01", "train-lr3e4"]
+    assert group_hosts(inventory, "training") == ["train-01"]
+    rented, declared = hostvars(inventory, "train-01"), hostvars(inventory, "train-lr3e4")
+    assert rented["vastai_id"] == 28765432 and rented["vastai_instance_label"] == "train-01"
+    assert rented["campaign_budget_usd"] == 5 and "campaign_stages" not in rented
+    assert declared["vastai_instance_label"] == "train-lr3e4" and declared["campaign_stages"][0]["lr"] == "3e-4"
+    assert "ansible_host" not in declared and "vastai_id" not in declared
+    assert "train-lr3e4" not in group_hosts(inventory, "vastai")
+    # The user's own settings stay templatable, as in group_vars; the instance_label default names nothing.
+    templar = Templar(loader=DataLoader(), variables=dict(declared, inventory_hostname="train-lr3e4"))
+    assert templar.template(declared["harvest_note"]) == "train-lr3e4"
+    assert "vastai_instance_label" not in inventory.groups["all"].get_vars()
+
+
+def test_without_a_campaign_there_is_no_campaign_group(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path, "instance_label: train-01\n"), client=FakeClient(rows))
+    assert "campaign" not in inventory.groups
+    assert group_hosts(inventory, "training") == ["train-01"]
+
+
+@pytest.mark.parametrize("entries, message", [
+    ("[{label: a}, {label: a}]", "the label a is declared twice"),
+    ("[{label: ''}]", "instances[0].label must be a non-empty string"),
+    ("[{label: a}, {name: b}]", "instances[1] has unknown keys name"),
+    ("[{label: a, vars: [x]}]", "instances[0].vars (a) must be a mapping"),
+])
+def test_a_wrong_campaign_fails_naming_the_entry(tmp_path, rows, entries, message):
+    with pytest.raises(AnsibleError, match=re.escape(message)):
+        parse(write_config(tmp_path, "instances: %s\n" % entries), client=FakeClient(rows))
 
 
 # --------------------------------------------------------------------------------------------------------------------

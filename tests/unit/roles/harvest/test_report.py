@@ -184,6 +184,32 @@ def test_stage_two_running(tmp_path, monkeypatch):
     assert "spent so far: $0.70" in md
 
 
+@pytest.mark.parametrize("end_in_hours, warned", [(1.5, True), (3.0, False), (None, False)])
+def test_a_host_contract_ending_before_the_eta_is_a_warning(tmp_path, monkeypatch, end_in_hours, warned):
+    # Half done after 2 h: the ETA is 2 h from now.
+    end_date = NOW + end_in_hours * HOUR if end_in_hours is not None else ""
+    cfg = make_cfg(tmp_path, {"phase21_stage1.log": log(2, 3), "phase21_stage2.log": log(1, 3)},
+                   outputs=[OUTPUTS[0]], verified=[OUTPUTS[0]], markers={"phase21_stage1.exit": 0}, end_date=end_date)
+    status = run_main(cfg, tmp_path, monkeypatch)["status"]
+    md = (tmp_path / "dest" / "report" / "status.md").read_text()
+    if warned:
+        assert status["contract"]["warning"].startswith("the host's contract ends %s, 0.5 h before the ETA %s" % (
+            report.ts(end_date), report.ts(NOW + 2 * HOUR)))
+        assert "- WARNING: the host's contract ends" in md and "playbooks/recover.yml" in md
+    else:
+        assert status["contract"]["warning"] is None and "WARNING" not in md
+    assert "- host's contract ends: %s" % report.ts(end_date or None) in md
+
+
+def test_an_eta_beyond_the_calendar_is_still_a_report(tmp_path):
+    """A pace that projects past year 9999 (a stage of 10^12 epochs) gives a report, with the contract warning."""
+    logs = {"phase21_stage1.log": "epoch 1/1000000000000 step 3 loss=0.9\nepoch 2/1000000000000 step 1 loss=0.8\n"}
+    cfg = make_cfg(tmp_path, logs, stages=[dict(STAGES[0], epochs=10 ** 12)], end_date=NOW + HOUR)
+    r = report.build_report(cfg)
+    assert r["eta"]["text"].startswith("ETA after 9999-12-31")
+    assert r["contract"]["warning"].startswith("the host's contract ends %s" % report.ts(NOW + HOUR))
+
+
 def test_an_output_file_without_a_successful_exit_is_not_complete(tmp_path):
     cfg = make_cfg(tmp_path, {"phase21_stage1.log": log(1, 3)}, outputs=[OUTPUTS[0]],
                    job={"alive": False, "marker": {"status": 1}})
