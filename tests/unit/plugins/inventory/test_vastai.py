@@ -211,8 +211,8 @@ def test_hostvars_never_carry_secrets(rows, plugin_module):
     flat = json.dumps(hv)
     assert "jupyter_token" not in flat and "53fc448d" not in flat
     assert "wandb-secret-value" not in flat and "extra_env" not in flat
-    assert all(k.startswith("vastai_") or k in ("ansible_host", "ansible_port", "ansible_user", "ansible_pipelining",
-                                                 "ansible_python_interpreter") for k in hv)
+    connection = ("ansible_host", "ansible_port", "ansible_user", "ansible_pipelining", "ansible_python_interpreter")
+    assert all(k.startswith("vastai_") or k in connection for k in hv)
 
 
 def test_hostvars_loading_uses_proxy(rows, plugin_module):
