@@ -274,7 +274,7 @@ def estimate(fractions, elapsed_h, dph, now):
 
 def contract(end_date, eta):
     """The host's listing end (the rental stops there) against the ETA: a warning when it comes first."""
-    end = float(end_date) if end_date not in (None, "") else None
+    end = parse_time(end_date)
     finish = eta["finish_time"]
     warning = None
     if end is not None and finish is not None and end < finish:
