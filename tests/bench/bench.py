@@ -390,18 +390,22 @@ def parse_rates(text):
 
 
 # Ours' consecutive role runs in playbooks/prepare.yml, as role_phases names them, and what each one's end means.
-OURS_MILESTONES = (("campaign", "packages installed (python3 and every role's, one apt run)"), ("data_sync#2", "uploads launched (first byte)"),
-                   ("rust_toolchain#2", "toolchain installed"), ("build#2", "source pushed, build started"),
-                   ("data_sync#3", "uploads verified"), ("build#3", "build done"), ("ready", "ready"))
+OURS_MILESTONES = (("data_sync", "uploads sending (before python3)"),
+                   ("campaign#2", "python3 and the unpacking tools installed"),
+                   ("data_sync#2", "uploads unpacking on the host"),
+                   ("campaign#3", "every package installed (the toolchain's too)"),
+                   ("rust_toolchain", "toolchain checked"), ("build", "source pushed, build started"),
+                   ("data_sync#3", "uploads verified"), ("build#2", "build done"), ("ready", "ready"))
 
 
 def milestones(phases):
-    """[(meaning, end second, seconds since the previous milestone)] for ours' median phase ends."""
+    """[(meaning, end second, seconds since the previous milestone)] for ours' median phase ends, in time order (the
+    uploads and the build overlap, so either may end first)."""
     rows, previous = [], 0.0
-    for phase, meaning in OURS_MILESTONES:
-        if phase in phases:
-            rows.append((meaning, phases[phase], phases[phase] - previous))
-            previous = phases[phase]
+    for meaning, end in sorted(((meaning, phases[phase]) for phase, meaning in OURS_MILESTONES if phase in phases),
+                               key=lambda row: row[1]):
+        rows.append((meaning, end, end - previous))
+        previous = end
     return rows
 
 
