@@ -87,7 +87,7 @@ class Stopped(Exception):
     """The go-ahead file said stop."""
 
 
-class Job:  # pylint: disable=too-many-instance-attributes
+class Job:
     def __init__(self, a):
         self.a = a
         with open(a.manifest, encoding="utf-8") as f:
@@ -223,7 +223,7 @@ class Job:  # pylint: disable=too-many-instance-attributes
         return got == self.arc["sha256"], got
 
     # --- the attempt loop ---------------------------------------------------------------------
-    def run(self):  # pylint: disable=too-many-return-statements
+    def run(self):
         last_error, gated = "", False
         for attempt in range(1, self.a.attempts + 1):
             self.write_progress(attempt=attempt, state="probing")
