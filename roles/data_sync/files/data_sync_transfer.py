@@ -350,11 +350,12 @@ class Writer:
 
     def result(self):
         err = self.err.decode("utf-8", "replace").strip()
-        if self.rc is not None and 0 < self.rc < 255:
-            return self.rc, {"ok": False, "msg": tail(err) or self.error or "the writer ended early"}, err
+        rc = int(255 if self.rc is None else self.rc)  # called once the writer has ended: its rc is known
+        if 0 < rc < 255:
+            return rc, {"ok": False, "msg": tail(err) or self.error or "the writer ended early"}, err
         msg = tail(err) or "the ssh connection was lost"
-        if self.rc is not None and self.rc < 0:
-            msg += " (its ssh ended by signal %d)" % -self.rc
+        if rc < 0:
+            msg += " (its ssh ended by signal %d)" % -rc
         return 255, {"ok": False, "msg": msg}, err
 
     def stop(self):
