@@ -34,13 +34,13 @@ def line(p):
     done = p.get("bytes") or 0
     pct = 100.0 * done / total if total else 0.0
     s = "%-16s %-10s %10s / %-10s %5.1f%%" % (p.get("archive"), p.get("state"), human(done), human(total), pct)
-    if p.get("state") in ("streaming", "resuming"):
+    if p.get("state") == "streaming":
         s += "  %s/s  ETA %s" % (human(p.get("rate")), duration(p.get("eta")))
     if p.get("attempt"):
         s += "  attempt %s" % p["attempt"]
     if p.get("method"):
         s += " (%s)" % p["method"]
-    if p.get("state") in ("done", "failed"):
+    if p.get("state") in ("done", "failed", "skipped"):
         s += "  sent %s in %s" % (human(p.get("sent")), duration(p.get("updated", 0) - p.get("started", 0)))
     return s
 
@@ -53,7 +53,7 @@ def main(argv=None):
     deadline = time.time() + a.wait
     while True:
         states = [read(f) for f in a.files]
-        if all(p.get("state") in ("done", "failed") for p in states) or time.time() >= deadline:
+        if all(p.get("state") in ("done", "failed", "skipped") for p in states) or time.time() >= deadline:
             break
         time.sleep(0.5)
     for p in states:

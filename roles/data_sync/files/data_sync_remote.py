@@ -4,14 +4,14 @@ Copied to <state>/bin/ by the role and run over ssh by data_sync_transfer.py, or
 
   plan     --manifest M --root R --state S --margin BYTES
            What is verified, what is partly there, and the disk space the rest needs (JSON).
-  probe    --manifest M --state S --archive NAME
-           Stop a stale receiver of NAME, drop an over-long .part, print the .part size (JSON).
-  receive  --manifest M --root R --state S --archive NAME [--from-part] [--keep-archive]
-           Read the archive from stdin (tee'd into <state>/archives/<file>.part) or from the
-           .part, decompress and unpack it on the fly into <state>/extract/<NAME>/, hashing the
-           archive and every member as they pass. Only when the archive and every member match
+  receive  --manifest M --root R --state S --archive NAME --from-part [--follow] [--keep-archive]
+           Read <state>/archives/<file>.part from its first byte, decompress and unpack it on the fly
+           into <state>/extract/<NAME>/, hashing the archive and every member as they pass. With
+           --follow the .part is still being written (by the controller's raw writer, `cat >>` over
+           its own ssh): a read at its end waits for more until the manifest's size is there, and
+           the end of stdin says no more will come. Only when the archive and every member match
            the manifest are the members renamed into place under R and the verified marker
-           written. Exit 0 done, 3 input ended early (resume the .part), 4 corrupt, 1 other.
+           written. Exit 0 done, 3 the .part ended short (resume it), 4 corrupt, 1 other.
   discard  --manifest M --state S --archive NAME       remove the .part of NAME
   verify   --manifest M --root R --state S [--checksums]
            Presence and size (and sha256 with --checksums) of every file the manifest lists.
@@ -61,6 +61,7 @@ class Paths:
         self.archives = os.path.join(state, "archives")
         self.part = os.path.join(self.archives, archive["file"] + ".part")
         self.pid = os.path.join(self.archives, archive["file"] + ".pid")
+        self.writer = self.part + ".writer"  # the controller's raw writer (`cat >> .part`) keeps its pid there
         self.extract = os.path.join(state, "extract", archive["name"])
         self.markers = os.path.join(state, "verified")
         self.marker = os.path.join(self.markers, archive["name"] + ".verified")
@@ -130,7 +131,7 @@ def cmd_plan(a):
             archives[arc["name"]] = {"status": "verified", "part_size": part, "need": 0}
             continue
         if part > arc["size"]:
-            part = 0  # dropped by probe before the upload
+            part = 0  # the transfer's raw probe drops it before the first byte
         send = arc["size"] - part
         unpacked = sum(m["size"] for m in arc["members"])
         add(p.part, send)
@@ -193,29 +194,65 @@ def stop_stale(paths, archive):
         pass
 
 
-def cmd_probe(a):
-    arc = archive_of(load_manifest(a.manifest), a.archive)
-    p = Paths(a.state, arc)
-    stop_stale(p, arc)
-    part = size_of(p.part)
-    dropped = False
-    if part > arc["size"]:
-        os.unlink(p.part)
-        part, dropped = 0, True
-    print(json.dumps({"part_size": part, "dropped": dropped}))
-    return EXIT_OK
-
-
 def cmd_discard(a):
     arc = archive_of(load_manifest(a.manifest), a.archive)
     p = Paths(a.state, arc)
     stop_stale(p, arc)
-    for path in (p.part,):
+    for path in (p.part, p.writer):
         if os.path.exists(path):
             os.unlink(path)
     shutil.rmtree(p.extract, ignore_errors=True)
     print(json.dumps({"discarded": True}))
     return EXIT_OK
+
+
+def writer_ended():
+    """An event set when stdin ends: the controller holds it open while its raw writer appends to the .part."""
+    ended = threading.Event()
+
+    def drain():
+        # os.read, not sys.stdin: a daemon thread blocked in a buffered read aborts the interpreter's exit.
+        try:
+            while os.read(0, 65536):
+                pass
+        except (OSError, ValueError):
+            pass
+        ended.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    return ended
+
+
+class GrowingPart:
+    """The .part while another process appends to it. A read at its end waits for more until SIZE bytes were read;
+    once ENDED is set, one last read decides: what it finds is returned, nothing means the .part ends short."""
+
+    def __init__(self, path, size, ended, wait=0.2):
+        self.path, self.size, self.ended, self.wait = path, size, ended, wait
+        self.f, self.got = None, 0
+
+    def read(self, n):
+        while True:
+            last = self.ended.is_set()
+            if self.f is None:
+                try:
+                    self.f = open(self.path, "rb", buffering=0)
+                except FileNotFoundError:
+                    pass  # the writer has not created it yet
+            if self.f is not None:
+                chunk = self.f.read(n)
+                if chunk:
+                    self.got += len(chunk)
+                    return chunk
+                if self.got >= self.size:
+                    return b""
+            if last:
+                return b""
+            self.ended.wait(self.wait)
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
 
 
 def decompressor(codec):
@@ -240,20 +277,14 @@ def cmd_receive(a):
     os.makedirs(p.archives, exist_ok=True)
     stop_stale(p, arc)
     write_atomic(p.pid, str(os.getpid()))
-    # A hang-up (the ssh link dropped) must not leave buffered data unwritten: every write below
-    # is unbuffered, so the .part always holds exactly the bytes received.
+    # A hang-up (the ssh link dropped) ends this reader as truncated: the .part stays for the next attempt.
     signal.signal(signal.SIGHUP, lambda *_: os._exit(EXIT_TRUNCATED))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(EXIT_TRUNCATED))
     shutil.rmtree(p.extract, ignore_errors=True)
     os.makedirs(p.extract)
     expected = {m["path"]: m for m in arc["members"]}
 
-    if a.from_part:
-        source = open(p.part, "rb", buffering=0)
-        part_out = None
-    else:
-        source = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
-        part_out = open(p.part, "wb", buffering=0)
+    source = GrowingPart(p.part, arc["size"], writer_ended()) if a.follow else open(p.part, "rb", buffering=0)
     dec = subprocess.Popen(decompressor(arc.get("codec", "zstd")), stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     feed = {"bytes": 0, "sha": hashlib.sha256(), "error": None}
@@ -267,13 +298,11 @@ def cmd_receive(a):
                     break
                 feed["bytes"] += len(chunk)
                 feed["sha"].update(chunk)
-                if part_out is not None:
-                    part_out.write(chunk)
                 if feeding:
                     try:
                         dec.stdin.write(chunk)
                     except (BrokenPipeError, ValueError, OSError):
-                        feeding = False  # keep receiving into the .part
+                        feeding = False  # keep hashing: the sha256 names what went wrong
         except Exception as exc:  # pylint: disable=broad-except
             feed["error"] = str(exc)
         finally:
@@ -319,10 +348,7 @@ def cmd_receive(a):
     t.join()
     dec.wait()
     dec_err = dec.stderr.read().decode("utf-8", "replace").strip()
-    if part_out is not None:
-        part_out.close()
-    if a.from_part:
-        source.close()
+    source.close()
     received, sha = feed["bytes"], feed["sha"].hexdigest()
     result = {"archive": arc["name"], "received": received, "size": arc["size"], "sha256": sha}
 
@@ -336,9 +362,9 @@ def cmd_receive(a):
         emit(result)
         return code
 
-    if not a.from_part and received < arc["size"]:
-        return fail(EXIT_TRUNCATED, "input ended after %s of %s (%s)" % (
-            human(received), human(arc["size"]), feed["error"] or "connection closed"))
+    if a.follow and received < arc["size"]:
+        return fail(EXIT_TRUNCATED, "the .part ended after %s of %s: its writer stopped (%s)" % (
+            human(received), human(arc["size"]), feed["error"] or "stdin closed"))
     if received != arc["size"] or sha != arc["sha256"]:
         return fail(EXIT_CORRUPT, "archive differs from the manifest: %d bytes, sha256 %s (manifest: %d bytes, %s)" % (
             received, sha, arc["size"], arc["sha256"]))
@@ -361,15 +387,11 @@ def cmd_receive(a):
         os.replace(os.path.join(p.extract, name), dest)
     write_atomic(p.marker, arc["sha256"] + "\n")
     shutil.rmtree(p.extract, ignore_errors=True)
-    if not a.keep_archive:
+    for path in (p.pid, p.writer) if a.keep_archive else (p.pid, p.writer, p.part):
         try:
-            os.unlink(p.part)
+            os.unlink(path)
         except OSError:
             pass
-    try:
-        os.unlink(p.pid)
-    except OSError:
-        pass
     result.update({"ok": True, "code": EXIT_OK, "members": len(expected)})
     emit(result)
     return EXIT_OK
@@ -449,23 +471,26 @@ def cmd_verify(a):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="data_sync_remote.py")
     sub = ap.add_subparsers(dest="cmd")
-    for name in ("plan", "probe", "receive", "discard", "verify"):
+    for name in ("plan", "receive", "discard", "verify"):
         s = sub.add_parser(name)
         s.add_argument("--manifest", required=True)
         s.add_argument("--state", required=True)
         if name in ("plan", "receive", "verify"):
             s.add_argument("--root", required=True)
-        if name in ("probe", "receive", "discard"):
+        if name in ("receive", "discard"):
             s.add_argument("--archive", required=True)
         if name == "plan":
             s.add_argument("--margin", type=int, default=0)
         if name == "receive":
-            s.add_argument("--from-part", action="store_true")
+            s.add_argument("--from-part", action="store_true", required=True,
+                           help="read the .part (the only source: the bytes reach it over the raw writer's ssh)")
+            s.add_argument("--follow", action="store_true",
+                           help="the .part is still growing; the end of stdin says its writer has ended")
             s.add_argument("--keep-archive", action="store_true")
         if name == "verify":
             s.add_argument("--checksums", action="store_true")
     a = ap.parse_args(argv)
-    handler = {"plan": cmd_plan, "probe": cmd_probe, "receive": cmd_receive,
+    handler = {"plan": cmd_plan, "receive": cmd_receive,
                "discard": cmd_discard, "verify": cmd_verify}.get(a.cmd)
     if handler is None:
         ap.print_help()

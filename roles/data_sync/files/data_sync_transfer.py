@@ -1,25 +1,32 @@
-"""voltx.vastai.data_sync — send one archive to the target and have it unpacked as it arrives.
+"""voltx.vastai.data_sync — send one archive to the target and have it unpacked once the target's tools are in.
 
-Runs on the controller (started by Ansible with async). Per attempt:
-  1. `ssh host data_sync_remote.py probe`: stop a stale receiver, learn the size of the .part.
-  2. No .part: stream `ssh host data_sync_remote.py receive < archive` (the target tees it into
-     the .part, decompresses and unpacks on the fly, verifies and moves the files into place).
-     A .part left by an interrupted attempt: `rsync --append-verify` sends only the missing tail,
-     then `receive --from-part` unpacks it from the start.
-  3. Exit 3 from the target (input ended early, ssh 255, rsync errors) -> next attempt resumes.
-     Exit 4 (corrupt): the local archive is hashed; if it no longer matches the manifest the job
-     stops (the damage is local), otherwise the .part is dropped and the next attempt starts over.
-Progress (bytes, rate, ETA, attempt, the ssh pid) goes to --progress as JSON; the final result is
-one JSON line on stdout. SSH runs with Compression=no and its own connection (no ControlMaster):
-the archives are already compressed, and each stream needs its own TCP window.
+Runs on the controller (started by Ansible with async), from the moment the host answers ssh: the
+host needs only POSIX sh and coreutils to receive bytes. Per attempt:
+  1. Raw probe (sh over ssh): stop a stale raw writer of this archive, drop an over-long .part, and
+     read the .part's size, the free space where the archives go, and the archive's verified marker.
+     A marker that names the manifest's sha256 ends the job ("skipped"); too little disk ends it
+     before the first byte.
+  2. Raw writer: `ssh host "... exec cat >> <file>.part"` fed from the local archive at the .part's
+     size (method "stream" from 0, "append" when resuming).
+  3. Follower: once the --go-ahead file exists on the controller (python3 and zstd are on the host),
+     `ssh host python3 data_sync_remote.py receive --from-part --follow` reads the .part from its first
+     byte as it grows, unpacks, verifies and moves the files into place. Its stdin is a pipe held open
+     while the writer runs: its end tells the helper that no more bytes will come. A go-ahead file
+     that starts with `stop` stops the job instead, keeping the .part.
+  4. The follower's exit 3 (the .part ended short: the writer's link died) -> the next attempt appends
+     from the .part's size. Exit 4 (corrupt): the local archive is hashed; if it no longer matches the
+     manifest the job stops (the damage is local), otherwise the .part is dropped and sent again.
+Progress (bytes, rate, ETA, attempt, the writer's ssh pid) goes to --progress as JSON; the final
+result is one JSON line on stdout. SSH runs with Compression=no and its own connection (no
+ControlMaster): the archives are already compressed, and each stream needs its own TCP window.
 """
 
 import argparse
 import fcntl
 import json
 import os
-import re
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +36,55 @@ import time
 from data_sync_remote import human, sha256_file  # pylint: disable=import-error
 
 CHUNK = 1 << 20
+GO_AHEAD_POLL = 0.1
+PROBE_TAG = "DATA_SYNC_PROBE"
+
+# The raw probe, POSIX sh and coreutils only. $1 archives dir, $2 .part, $3 marker, $4 the archive's size.
+# A writer is `cat` exec'd by the sh that wrote its pid: any other process behind a reused pid is left alone.
+PROBE_SH = r"""
+w="$2.writer"
+if [ -f "$w" ]; then
+  pid=$(cat "$w" 2>/dev/null)
+  case "$pid" in
+    ''|*[!0-9]*) ;;
+    *) if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = cat ]; then
+         kill "$pid" 2>/dev/null
+         i=0
+         while [ -d "/proc/$pid" ] && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+       fi ;;
+  esac
+  rm -f "$w"
+fi
+part=0
+[ -f "$2" ] && part=$(stat -c %%s "$2")
+if [ "$part" -gt "$4" ]; then rm -f "$2"; part=0; fi
+d=$1
+while [ ! -e "$d" ]; do d=$(dirname "$d"); done
+marker=$(head -c 200 "$3" 2>/dev/null | head -n 1 | tr -cd '0-9a-zA-Z')
+set -f
+set -- $(df -Pk "$d" | tail -n 1)
+free=$4
+echo "%s part=$part free_kb=$free marker=$marker"
+""" % PROBE_TAG
+
+
+def rq(path):
+    """PATH quoted for the remote shell. A leading ~/ (the home the transfer is launched before Ansible knows of)
+    stays the remote's "$HOME"."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def sh_c(script, *args):
+    """A remote command line running SCRIPT with sh, ARGS as its positional parameters (expanded by rq first)."""
+    return "sh -c %s sh %s" % (shlex.quote(script), " ".join(rq(x) for x in args))
+
+
+class Stopped(Exception):
+    """The go-ahead file said stop."""
 
 
 class Job:
@@ -39,9 +95,14 @@ class Job:
         self.arc = next(x for x in manifest["archives"] if x["name"] == a.archive)
         self.local = os.path.join(os.path.dirname(os.path.abspath(a.manifest)), self.arc["file"])
         self.size = self.arc["size"]
+        self.unpacked = sum(m["size"] for m in self.arc["members"])
+        self.archives_dir = os.path.join(a.remote_state, "archives")
+        self.part = os.path.join(self.archives_dir, self.arc["file"] + ".part")
+        self.marker = os.path.join(a.remote_state, "verified", self.arc["name"] + ".verified")
         self.sent = 0
         self.methods = []
         self.started = time.time()
+        self.lock = threading.Lock()
         self.progress = {"archive": self.arc["name"], "file": self.arc["file"], "state": "queued",
                          "bytes": 0, "total": self.size, "rate": 0.0, "eta": None, "attempt": 0,
                          "method": None, "ssh_pid": None, "sent": 0, "started": self.started}
@@ -49,13 +110,14 @@ class Job:
 
     # --- plumbing ---------------------------------------------------------------------------
     def write_progress(self, **kw):
-        self.progress.update(kw)
-        self.progress["updated"] = time.time()
-        self.progress["sent"] = self.sent
-        tmp = self.a.progress + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.progress, f)
-        os.replace(tmp, self.a.progress)
+        with self.lock:  # the writer's thread reports bytes while the main thread reports states
+            self.progress.update(kw)
+            self.progress["updated"] = time.time()
+            self.progress["sent"] = self.sent
+            tmp = self.a.progress + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.progress, f)
+            os.replace(tmp, self.a.progress)
 
     def ssh_base(self):
         cmd = ["ssh", "-p", str(self.a.port), "-o", "BatchMode=yes", "-o", "Compression=no",
@@ -69,119 +131,92 @@ class Job:
     def target(self):
         return "%s@%s" % (self.a.user, self.a.host) if self.a.user else self.a.host
 
+    def ssh(self, command):
+        return self.ssh_base() + [self.target(), command]
+
     def remote(self, sub, *extra):
-        args = [self.a.remote_python, self.a.remote_helper, sub, "--manifest", self.a.remote_manifest,
-                "--state", self.a.remote_state, "--archive", self.arc["name"]]
+        """The helper's command line (python3 is on the host by the time the follower or discard runs)."""
+        args = [rq(self.a.remote_python), rq(self.a.remote_helper), sub, "--manifest", rq(self.a.remote_manifest),
+                "--state", rq(self.a.remote_state), "--archive", shlex.quote(self.arc["name"])]
         if sub == "receive":
-            args += ["--root", self.a.remote_root]
+            args += ["--root", rq(self.a.remote_root)]
             if self.a.keep_archive:
                 args.append("--keep-archive")
-        return " ".join(shlex.quote(x) for x in args + list(extra))
+        return " ".join(args + [shlex.quote(x) for x in extra])
+
+    def run_ssh(self, command, what):
+        try:
+            p = subprocess.run(self.ssh(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=self.a.command_timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return 124, "", "ssh %s timed out after %s s" % (what, self.a.command_timeout)
+        return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace").strip()
 
     def run_remote(self, sub, *extra):
-        # Unpacking a big .part takes as long as it takes; only the small commands get a timeout.
-        timeout = None if sub == "receive" else self.a.command_timeout
+        rc, out, err = self.run_ssh(self.remote(sub, *extra), sub)
+        return rc, last_json(out.encode()), err
+
+    def raw_probe(self):
+        """(rc, {"part": bytes, "free": bytes, "marker": text}, stderr) from the raw probe."""
+        rc, out, err = self.run_ssh(sh_c(PROBE_SH, self.archives_dir, self.part, self.marker, str(self.size)),
+                                    "probe")
+        for line in reversed(out.splitlines()):
+            fields = line.split()
+            if fields and fields[0] == PROBE_TAG:
+                kv = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+                try:
+                    return rc, {"part": int(kv["part"]), "free": int(kv["free_kb"]) * 1024,
+                                "marker": kv.get("marker", "")}, err
+                except (KeyError, ValueError):
+                    break
+        return (rc or 1), {}, err or "the probe printed no %s line: %s" % (PROBE_TAG, tail(out))
+
+    # --- the go-ahead -------------------------------------------------------------------------
+    def go_ahead(self):
+        """None while the go-ahead file is absent, "" to go; raises Stopped with the reason for `stop...`."""
+        if not self.a.go_ahead:
+            return ""
         try:
-            p = subprocess.run(self.ssh_base() + [self.target(), self.remote(sub, *extra)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            return 124, {}, "ssh %s timed out after %s s" % (sub, timeout)
-        out = p.stdout.decode("utf-8", "replace").strip().splitlines()
+            with open(self.a.go_ahead, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None
+        if text.startswith("stop"):
+            raise Stopped(text[len("stop"):].strip(" :\n\t") or "the play stopped the upload")
+        return ""
+
+    # --- one attempt ----------------------------------------------------------------------------
+    def attempt(self, offset):
+        """Write the archive from OFFSET into the .part and follow it with the helper once the go-ahead is there.
+        Returns (rc, result, stderr) of the follower, or of the writer when the follower never ran."""
+        method = "stream" if offset == 0 else "append"
+        self.methods.append(method)
+        writer = Writer(self, offset)
+        follower = None
         try:
-            data = json.loads(out[-1]) if out else {}
-        except ValueError:
-            data = {}
-        return p.returncode, data, p.stderr.decode("utf-8", "replace").strip()
-
-    # --- the two ways to move bytes -----------------------------------------------------------
-    def stream(self):
-        """Pipe the archive into `receive` on the target. Returns (rc, result, stderr)."""
-        self.methods.append("stream")
-        proc = subprocess.Popen(self.ssh_base() + [self.target(), self.remote("receive")],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        outs = {"out": b"", "err": b""}
-
-        def collect(stream, key):
-            outs[key] = stream.read()
-
-        readers = [threading.Thread(target=collect, args=(proc.stdout, "out")),
-                   threading.Thread(target=collect, args=(proc.stderr, "err"))]
-        for t in readers:
-            t.start()
-        limit = self.a.bwlimit * 1024
-        chunk = min(CHUNK, max(4096, limit // 10)) if limit else CHUNK
-        t0, done, last = time.time(), 0, 0.0
-        self.write_progress(state="streaming", method="stream", ssh_pid=proc.pid, bytes=0)
-        try:
-            with open(self.local, "rb") as f:
-                while True:
-                    data = f.read(chunk)
-                    if not data:
-                        break
-                    proc.stdin.write(data)
-                    done += len(data)
-                    self.sent += len(data)
-                    if limit:
-                        ahead = done / float(limit) - (time.time() - t0)
-                        if ahead > 0:
-                            time.sleep(ahead)
-                    now = time.time()
-                    if now - last >= 0.5:
-                        last = now
-                        rate = done / max(now - t0, 1e-6)
-                        self.write_progress(bytes=done, rate=rate, eta=(self.size - done) / rate if rate else None)
-            proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-        self.write_progress(state="unpacking", bytes=done)
-        rc = proc.wait()
-        for t in readers:
-            t.join()
-        return rc, last_json(outs["out"]), outs["err"].decode("utf-8", "replace").strip()
-
-    def rsync_append(self, part_size):
-        """Send the missing tail of the .part with rsync --append-verify. Returns (rc, stderr)."""
-        self.methods.append("rsync-append")
-        dest = "%s:%s" % (self.target(), os.path.join(self.a.remote_state, "archives", self.arc["file"] + ".part"))
-        cmd = ["rsync", "--append-verify", "--stats", "--info=progress2", "--no-inc-recursive",
-               "-e", " ".join(shlex.quote(x) for x in self.ssh_base())]
-        if self.a.bwlimit:
-            cmd.append("--bwlimit=%d" % self.a.bwlimit)
-        cmd += [self.local, dest]
-        self.write_progress(state="resuming", method="rsync-append", bytes=part_size)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.write_progress(ssh_pid=proc.pid)
-        err = {"b": b""}
-        te = threading.Thread(target=lambda: err.__setitem__("b", proc.stderr.read()))
-        te.start()
-        buf, text, t0, last = b"", [], time.time(), 0.0
-        prog = re.compile(r"^\s*([\d,]+)\s+(\d+)%\s+(\S+)")
-        while True:
-            data = proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else proc.stdout.read(65536)
-            if not data:
-                break
-            buf += data
-            parts = re.split(rb"[\r\n]", buf)
-            buf = parts.pop()
-            for line in parts:
-                s = line.decode("utf-8", "replace")
-                text.append(s)
-                m = prog.match(s)
-                now = time.time()
-                if m and now - last >= 0.5:
-                    last = now
-                    moved = int(m.group(1).replace(",", ""))
-                    have = min(self.size, max(part_size, moved))
-                    rate = max(have - part_size, 0) / max(now - t0, 1e-6)
-                    self.write_progress(bytes=have, rate=rate,
-                                        eta=(self.size - have) / rate if rate else None)
-        text.append(buf.decode("utf-8", "replace"))
-        rc = proc.wait()
-        te.join()
-        m = re.search(r"Total bytes sent:\s*([\d,]+)", "\n".join(text))
-        if m:
-            self.sent += int(m.group(1).replace(",", ""))
-        return rc, err["b"].decode("utf-8", "replace").strip()
+            writer.start()
+            self.write_progress(state="streaming", method=method, ssh_pid=writer.proc.pid, bytes=offset)
+            while self.go_ahead() is None:
+                if writer.ended.is_set():
+                    if not writer.ok():
+                        return writer.result()
+                    if self.progress["state"] != "waiting":
+                        self.write_progress(state="waiting", bytes=self.size, rate=0.0, eta=None)
+                writer.ended.wait(GO_AHEAD_POLL)
+            follower = Follower(self)
+            # Its stdin stays open while the writer runs: the helper's one sign that no more bytes will come.
+            writer.ended.wait()
+            follower.close_stdin()
+            if follower.running() and writer.ok():
+                self.write_progress(state="unpacking", bytes=self.size, rate=0.0, eta=None)
+            rc, res, err = follower.wait()
+            if rc not in (0, 4) and not writer.ok():
+                return writer.result()  # the follower only saw the .part end short: the writer says why
+            return rc, res, err
+        finally:
+            writer.stop()
+            if follower is not None:
+                follower.stop()
 
     def local_matches_manifest(self):
         got = sha256_file(self.local)
@@ -189,61 +224,183 @@ class Job:
 
     # --- the attempt loop ---------------------------------------------------------------------
     def run(self):
-        last_error = ""
+        last_error, gated = "", False
         for attempt in range(1, self.a.attempts + 1):
             self.write_progress(attempt=attempt, state="probing")
-            rc, probe, err = self.run_remote("probe")
+            rc, probe, err = self.raw_probe()
             if rc != 0:
-                last_error = "probe over ssh failed (rc %d): %s" % (rc, err or "no output")
+                last_error = "probe over ssh failed (rc %d): %s" % (rc, tail(err) or "no output")
                 self.pause(attempt)
                 continue
-            part = int(probe.get("part_size", 0))
-            if part == 0:
-                rc, res, err = self.stream()
-            else:
-                rrc, rerr = self.rsync_append(part)
-                if rrc != 0:
-                    last_error = "rsync --append-verify of the .part failed (rc %d): %s" % (rrc, tail(rerr))
-                    self.pause(attempt)
-                    continue
-                self.write_progress(state="unpacking", bytes=self.size)
-                rc, res, err = self.run_remote("receive", "--from-part")
+            if probe["marker"] == self.arc["sha256"]:
+                return self.finish(True, "already verified on the host", state="skipped")
+            part = probe["part"]
+            if not gated:
+                need = self.size - part + self.unpacked + self.a.margin
+                if probe["free"] < need:
+                    return self.finish(False, (
+                        "Not enough disk space on the target for %s: it needs %s (archive %s + extracted %s + margin "
+                        "%s), %s is free under %s. Nothing was sent." % (
+                            self.arc["name"], human(need), human(self.size - part), human(self.unpacked),
+                            human(self.a.margin), human(probe["free"]), self.archives_dir)), fatal=True)
+                gated = True
+            try:
+                rc, res, err = self.attempt(part)
+            except Stopped as stop:
+                return self.finish(False, "%s. The upload of %s stopped before it was unpacked; what reached the "
+                                   "host is kept in %s." % (stop, self.arc["name"], self.part), fatal=True)
             if rc == 0 and res.get("ok"):
                 return self.finish(True, "verified and in place")
             msg = res.get("msg") or tail(err) or ("the ssh connection was lost" if rc == 255 else "no output")
             if rc == 4:
                 good, local_sha = self.local_matches_manifest()
+                self.run_remote("discard")
                 if not good:
-                    self.run_remote("discard")
                     return self.finish(False, (
                         "%s on the controller is damaged: its sha256 is %s but the manifest recorded %s (%s). "
                         "Nothing from it was put in place. Delete %s and re-run: the pre-flight packs it again."
                         % (self.arc["file"], local_sha, self.arc["sha256"], msg, self.local)), fatal=True)
-                self.run_remote("discard")
                 last_error = "the copy on the target was corrupt (%s); sending it again" % msg
             else:
                 last_error = "transfer interrupted (rc %d): %s" % (rc, msg)
             self.pause(attempt)
-        rc, probe, _stderr = self.run_remote("probe")
-        kept = int(probe.get("part_size", 0)) if rc == 0 else 0
-        return self.finish(False, "%s after %d attempt(s). %s of %s is kept in %s.part on the target; re-run the "
+        rc, probe, _stderr = self.raw_probe()
+        kept = probe.get("part", 0) if rc == 0 else 0
+        return self.finish(False, "%s after %d attempt(s). %s of %s is kept in %s on the target; re-run the "
                            "role to resume (only the missing bytes are sent)." % (
-                               last_error, self.a.attempts, human(kept), human(self.size),
-                               os.path.join(self.a.remote_state, "archives", self.arc["file"])))
+                               last_error, self.a.attempts, human(kept), human(self.size), self.part))
 
     def pause(self, attempt):
         if attempt < self.a.attempts:
             time.sleep(min(2 ** attempt, 30))
 
-    def finish(self, ok, msg, fatal=False):
+    def finish(self, ok, msg, fatal=False, state=None):
         secs = time.time() - self.started
-        self.write_progress(state="done" if ok else "failed", bytes=self.size if ok else self.progress["bytes"],
-                            message=msg)
+        self.write_progress(state=state or ("done" if ok else "failed"),
+                            bytes=self.size if ok else self.progress["bytes"], message=msg)
         result = {"archive": self.arc["name"], "file": self.arc["file"], "ok": ok, "fatal": fatal, "msg": msg,
                   "size": self.size, "sent": self.sent, "methods": self.methods,
                   "attempts": self.progress["attempt"], "seconds": round(secs, 2)}
         print(json.dumps(result))
         return 0 if ok else 1
+
+
+class Writer:
+    """`cat >> .part` on the host over its own ssh, fed from the local archive at OFFSET (paced by --bwlimit)."""
+
+    def __init__(self, job, offset):
+        self.job, self.offset = job, offset
+        self.proc, self.thread, self.rc, self.error = None, None, None, ""
+        self.complete = False
+        self.ended, self.cancel = threading.Event(), threading.Event()
+        self.err = b""
+
+    def start(self):
+        j = self.job
+        script = 'mkdir -p "$1" && echo $$ > "$2.writer" && exec cat >> "$2"'
+        self.proc = subprocess.Popen(j.ssh(sh_c(script, j.archives_dir, j.part)), stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        threading.Thread(target=self.collect_stderr, daemon=True).start()
+        self.thread = threading.Thread(target=self.feed, daemon=True)
+        self.thread.start()
+
+    def collect_stderr(self):
+        self.err = self.proc.stderr.read()
+
+    def feed(self):
+        j = self.job
+        limit = j.a.bwlimit * 1024
+        chunk = min(CHUNK, max(4096, limit // 10)) if limit else CHUNK
+        t0, done, last = time.time(), 0, 0.0
+        try:
+            with open(j.local, "rb") as f:
+                f.seek(self.offset)
+                while not self.cancel.is_set():
+                    data = f.read(chunk)
+                    if not data:
+                        self.complete = True
+                        break
+                    self.proc.stdin.write(data)
+                    self.proc.stdin.flush()
+                    done += len(data)
+                    j.sent += len(data)
+                    if limit:
+                        ahead = done / float(limit) - (time.time() - t0)
+                        if ahead > 0 and self.cancel.wait(ahead):
+                            break
+                    now = time.time()
+                    if now - last >= 0.5:
+                        last = now
+                        rate = done / max(now - t0, 1e-6)
+                        have = self.offset + done
+                        j.write_progress(bytes=have, rate=rate, eta=(j.size - have) / rate if rate else None)
+        except (BrokenPipeError, OSError) as exc:
+            self.error = str(exc)
+        finally:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            self.rc = self.proc.wait()
+            j.write_progress(bytes=self.offset + done)
+            self.ended.set()
+
+    def ok(self):
+        return self.ended.is_set() and self.complete and self.rc == 0
+
+    def result(self):
+        err = self.err.decode("utf-8", "replace").strip()
+        rc = int(255 if self.rc is None else self.rc)  # called once the writer has ended: its rc is known
+        if 0 < rc < 255:
+            return rc, {"ok": False, "msg": tail(err) or self.error or "the writer ended early"}, err
+        msg = tail(err) or "the ssh connection was lost"
+        if rc < 0:
+            msg += " (its ssh ended by signal %d)" % -rc
+        return 255, {"ok": False, "msg": msg}, err
+
+    def stop(self):
+        self.cancel.set()
+        if self.proc is not None and self.proc.poll() is None and not self.ended.is_set():
+            self.proc.terminate()
+        if self.thread is not None:
+            self.thread.join()
+
+
+class Follower:
+    """The helper's `receive --from-part --follow` over its own ssh; stdin open while the writer runs."""
+
+    def __init__(self, job):
+        self.proc = subprocess.Popen(job.ssh(job.remote("receive", "--from-part", "--follow")),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.outs = {"out": b"", "err": b""}
+        self.readers = [threading.Thread(target=self.collect, args=(self.proc.stdout, "out"), daemon=True),
+                        threading.Thread(target=self.collect, args=(self.proc.stderr, "err"), daemon=True)]
+        for t in self.readers:
+            t.start()
+
+    def collect(self, stream, key):
+        self.outs[key] = stream.read()
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def close_stdin(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def wait(self):
+        rc = self.proc.wait()
+        for t in self.readers:
+            t.join()
+        return rc, last_json(self.outs["out"]), self.outs["err"].decode("utf-8", "replace").strip()
+
+    def stop(self):
+        self.close_stdin()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait()
 
 
 def last_json(raw):
@@ -307,7 +464,7 @@ def report_adopted(a):
     return 0
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="data_sync_transfer.py")
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--archive", required=True)
@@ -328,7 +485,18 @@ def main(argv=None):
     ap.add_argument("--slot-dir", required=True)
     ap.add_argument("--keep-archive", action="store_true")
     ap.add_argument("--command-timeout", type=int, default=600)
-    a = ap.parse_args(argv)
+    ap.add_argument("--margin", type=int, default=0,
+                    help="bytes the disk must keep free beyond the archive and its extracted files")
+    ap.add_argument("--go-ahead", default="",
+                    help="a controller-local file: unpacking starts once it exists; content `stop <reason>` stops")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # Ansible's async timeout and `kill` send SIGTERM: unwind, so the writer's and follower's ssh end too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     adopted, archive_lock = hold_archive(a.progress + ".lock")
     try:
         if adopted and previous_upload_succeeded(a.progress):

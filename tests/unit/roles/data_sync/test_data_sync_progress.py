@@ -37,9 +37,9 @@ def test_a_streaming_archive_shows_bytes_percentage_rate_eta_attempt_and_method(
 
 def test_a_finished_archive_shows_what_was_sent_and_how_long_it_took():
     text = progress.line({"archive": "stack_python", "state": "done", "bytes": 2000, "total": 2000, "sent": 1500,
-                          "started": 100.0, "updated": 165.0, "attempt": 1, "method": "rsync-append"})
+                          "started": 100.0, "updated": 165.0, "attempt": 1, "method": "append"})
     assert "100.0%" in text and "ETA" not in text
-    assert text.endswith("attempt 1 (rsync-append)  sent 1.5 kB in 0:01:05")
+    assert text.endswith("attempt 1 (append)  sent 1.5 kB in 0:01:05")
 
 
 def test_an_unreadable_progress_file_reads_as_starting(tmp_path):
@@ -86,3 +86,15 @@ def test_the_controller_scripts_run_as_the_role_runs_them(tmp_path, name, argv):
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
     assert p.returncode == 0, p.stderr.decode()
     assert p.stdout.strip()
+
+
+def test_an_archive_already_verified_on_the_host_counts_as_finished(tmp_path, monkeypatch, capsys):
+    skipped = tmp_path / "s.json"
+    skipped.write_text('{"archive": "stack_python", "state": "skipped", "bytes": 2000, "total": 2000, "sent": 0}')
+
+    def no_wait(_seconds):
+        raise AssertionError("waited for an archive that is finished")
+
+    monkeypatch.setattr(progress.time, "sleep", no_wait)
+    assert progress.main(["--wait", "600", str(skipped)]) == 0
+    assert capsys.readouterr().out.split()[:2] == ["stack_python", "skipped"]

@@ -1,4 +1,5 @@
-"""data_sync_remote.py, the helper on the target: plan, receive (a real tar.zst/tar.gz stream), verify, safety."""
+"""data_sync_remote.py, the helper on the target: plan, receive (a real tar.zst/tar.gz .part, complete or still
+growing), verify, safety."""
 
 import argparse
 import hashlib
@@ -66,10 +67,16 @@ class Target:
     def marker(self):
         return self.state / "verified" / (self.arc["name"] + ".verified")
 
-    def receive(self, stdin=b"", *flags):
-        p = subprocess.run([sys.executable, HELPER, "receive", "--manifest", str(self.manifest), "--root", str(self.root),
-                            "--state", str(self.state), "--archive", self.arc["name"]] + list(flags),
-                           input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, check=False)
+    def argv(self, *flags):
+        return [sys.executable, HELPER, "receive", "--manifest", str(self.manifest), "--root", str(self.root),
+                "--state", str(self.state), "--archive", self.arc["name"], "--from-part"] + list(flags)
+
+    def receive(self, data, *flags):
+        """DATA as the whole .part (the raw writer has ended), then `receive --from-part FLAGS`."""
+        self.part.parent.mkdir(parents=True, exist_ok=True)
+        self.part.write_bytes(data)
+        p = subprocess.run(self.argv(*flags), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120, check=False)
         return p.returncode, json.loads(p.stdout.decode().strip().splitlines()[-1])
 
     def placed(self):
@@ -101,24 +108,94 @@ def test_keep_archive_keeps_the_received_bytes(tmp_path):
     assert rc == 0 and t.part.read_bytes() == t.data
 
 
-def test_a_truncated_stream_leaves_nothing_that_looks_complete_and_keeps_the_part_to_resume(tmp_path):
+def follow(t, pieces, close_stdin):
+    """`receive --follow` while a thread appends PIECES to the .part, one at a time once the helper has read all
+    before it; stdin (the controller's pipe) is closed after the last piece only if CLOSE_STDIN, else once the
+    helper has ended. Returns (rc, result)."""
+    t.part.parent.mkdir(parents=True, exist_ok=True)
+    helper = subprocess.Popen(t.argv("--follow"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+
+    def writer():
+        written = 0
+        for piece in pieces:
+            with open(t.part, "ab") as f:
+                f.write(piece)
+            written += len(piece)
+            # The helper reads what is there before the next piece comes: it must wait at the .part's end.
+            while helper.poll() is None and read_by(helper) < written:
+                helper_done.wait(0.01)
+        if close_stdin:
+            helper.stdin.close()
+
+    helper_done = threading.Event()
+    th = threading.Thread(target=writer)
+    th.start()
+    out = helper.stdout.read()
+    rc = helper.wait(timeout=120)
+    helper_done.set()
+    th.join()
+    if not close_stdin:
+        helper.stdin.close()
+    helper.stderr.close()
+    return rc, json.loads(out.decode().strip().splitlines()[-1])
+
+
+def read_by(proc):
+    """Bytes PROC has read from the .part (its open file's offset, from /proc)."""
+    fds = "/proc/%d/fd" % proc.pid
+    try:
+        for fd in os.listdir(fds):
+            if os.readlink(os.path.join(fds, fd)).endswith(".part"):
+                with open("/proc/%d/fdinfo/%s" % (proc.pid, fd), encoding="ascii") as f:
+                    return int(f.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def pieces_of(data, n=5):
+    step = len(data) // n + 1
+    return [data[i:i + step] for i in range(0, len(data), step)]
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_follow_unpacks_the_part_as_it_grows_and_ends_once_it_has_the_manifest_size(tmp_path, codec):
+    t = Target(tmp_path, codec)
+    # stdin stays open until the helper has ended: having the manifest's size is enough to finish.
+    rc, res = follow(t, pieces_of(t.data), close_stdin=False)
+    assert rc == 0 and res["ok"] and res["received"] == len(t.data)
+    assert t.placed() == MEMBERS and t.marker.read_text().strip() == sha(t.data)
+    assert not t.part.exists()
+
+
+def test_follow_with_the_writer_gone_and_the_part_short_is_truncated_and_places_nothing(tmp_path):
     t = Target(tmp_path)
     (t.root / "data").mkdir(parents=True)
     (t.root / "data" / "train.jsonl").write_bytes(b"the user's older copy")
     cut = len(t.data) // 2
-    rc, res = t.receive(t.data[:cut])
+    rc, res = follow(t, pieces_of(t.data[:cut], 3), close_stdin=True)
     assert rc == 3 and not res["ok"] and res["received"] == cut
-    assert "input ended after" in res["msg"]
+    assert "the .part ended after" in res["msg"]
     assert t.placed() == {"data/train.jsonl": b"the user's older copy"}
-    assert not t.marker.exists()
-    assert not (t.state / "extract" / "VoltStaging").exists()
-    assert t.part.read_bytes() == t.data[:cut]
-    # The rest arrives (rsync --append-verify on the controller's side), then the .part is unpacked from the start.
-    with open(t.part, "ab") as f:
-        f.write(t.data[cut:])
-    rc, res = t.receive(b"", "--from-part")
+    assert not t.marker.exists() and not (t.state / "extract" / "VoltStaging").exists()
+    assert t.part.read_bytes() == t.data[:cut], "the .part is kept for the next attempt to append to"
+    # The next attempt appends the rest; the helper then reads the .part from its first byte.
+    rc, res = follow(t, [t.data[cut:]], close_stdin=True)
     assert rc == 0 and res["ok"]
     assert t.placed() == MEMBERS and t.marker.read_text().strip() == sha(t.data)
+
+
+def test_follow_with_no_part_and_stdin_closed_is_truncated(tmp_path):
+    t = Target(tmp_path)
+    rc, res = follow(t, [], close_stdin=True)
+    assert rc == 3 and res["received"] == 0 and t.placed() == {}
+
+
+def test_a_short_part_without_follow_is_corrupt(tmp_path):
+    t = Target(tmp_path)
+    rc, res = t.receive(t.data[:100])
+    assert rc == 4 and "archive differs from the manifest: 100 bytes" in res["msg"]
 
 
 def test_an_archive_that_differs_from_the_manifest_is_corrupt_and_nothing_is_placed(tmp_path):
@@ -224,17 +301,6 @@ def test_plan_ignores_a_part_longer_than_the_archive(tmp_path, capsys):
     out = run_json(capsys, remote.cmd_plan, plan(t))
     assert out["archives"]["VoltStaging"] == {"status": "missing", "part_size": 0,
                                               "need": t.arc["size"] + sum(len(v) for v in MEMBERS.values())}
-
-
-def test_probe_drops_a_part_longer_than_the_archive_and_reports_a_shorter_one(tmp_path, capsys):
-    t = Target(tmp_path)
-    a = argparse.Namespace(manifest=str(t.manifest), state=str(t.state), archive="VoltStaging")
-    t.part.parent.mkdir(parents=True)
-    t.part.write_bytes(b"x" * 10)
-    assert run_json(capsys, remote.cmd_probe, a) == {"part_size": 10, "dropped": False}
-    t.part.write_bytes(b"x" * (t.arc["size"] + 1))
-    assert run_json(capsys, remote.cmd_probe, a) == {"part_size": 0, "dropped": True}
-    assert not t.part.exists()
 
 
 def test_discard_removes_the_part(tmp_path, capsys):

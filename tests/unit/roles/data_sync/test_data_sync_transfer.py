@@ -1,164 +1,357 @@
-"""data_sync_transfer.py's attempt loop: what it does after each answer from the target (ssh and rsync faked)."""
+"""data_sync_transfer.py against a stand-in host: `ssh` is a script on PATH that drops its options and the host and
+runs the remote command with sh in a temporary $HOME, so the raw probe, the raw writer (`cat >> .part`) and the real
+helper's `receive --from-part --follow` all run as they would on the host."""
 
-import argparse
+import gzip
 import hashlib
+import io
 import json
+import os
 import shlex
+import subprocess
+import sys
+import tarfile
+import threading
+import time
 
 import pytest
 
-from _load import script
+from _load import FILES, script
 
 transfer = script("data_sync_transfer")
-ARCHIVE = b"compressed archive bytes " * 400
+HELPER = os.path.join(FILES, "data_sync_remote.py")
+MEMBERS = {"data/python_sample.jsonl": os.urandom(150000), "checkpoints/vfn.safetensors": os.urandom(90000)}
+
+FAKE_SSH = r"""#!/bin/sh
+# ssh's stand-in: drop the options and the host, log the command, run it with sh. The writer's input is kept per
+# writer (writer.1, writer.2...); a file "cut" holding N makes the next writer's link die after N bytes, a file
+# "refuse" makes every connection fail.
+while [ $# -gt 0 ]; do
+  case $1 in -p|-o|-i) shift 2 ;; -*) shift ;; *) break ;; esac
+done
+shift
+cmd=$*
+line=$(printf '%s' "$cmd" | tr '\n' ' ')
+printf '%s\n' "$line" >> "$FAKE_SSH_DIR/log"  # one write: the writer and the follower log at the same time
+if [ -f "$FAKE_SSH_DIR/refuse" ]; then
+  echo "ssh: connect to host 10.0.0.1 port 22: Connection refused" >&2
+  exit 255
+fi
+case $cmd in
+  *'exec cat'*)
+    k=$(( $(ls "$FAKE_SSH_DIR" | grep -c '^writer\.') + 1 ))
+    if [ -f "$FAKE_SSH_DIR/cut" ]; then
+      n=$(cat "$FAKE_SSH_DIR/cut")
+      rm -f "$FAKE_SSH_DIR/cut"
+      head -c "$n" | tee "$FAKE_SSH_DIR/writer.$k" | sh -c "$cmd"
+      echo "Connection to 10.0.0.1 closed by remote host." >&2
+      exit 255
+    fi
+    tee "$FAKE_SSH_DIR/writer.$k" | sh -c "$cmd"
+    exit $? ;;
+esac
+exec sh -c "$cmd"
+"""
 
 
-class Target:
-    """Stands in for ssh and rsync: answers probe/receive/discard from scripted lists and records every call."""
-
-    def __init__(self, probes=(), streams=(), rsyncs=(), from_parts=()):
-        self.probes, self.streams, self.rsyncs = list(probes), list(streams), list(rsyncs)
-        self.from_parts = list(from_parts)
-        self.calls = []
-
-    def install(self, monkeypatch):
-        target = self
-
-        def run_remote(job, sub, *extra):
-            target.calls.append((sub,) + extra)
-            if sub == "probe":
-                return target.probes.pop(0) if target.probes else (0, {"part_size": 0}, "")
-            if sub == "receive":
-                return target.from_parts.pop(0)
-            return 0, {"discarded": True}, ""
-
-        def stream(job):
-            target.calls.append(("stream",))
-            job.methods.append("stream")
-            return target.streams.pop(0)
-
-        def rsync_append(job, part_size):
-            target.calls.append(("rsync", part_size))
-            job.methods.append("rsync-append")
-            return target.rsyncs.pop(0)
-
-        monkeypatch.setattr(transfer.Job, "run_remote", run_remote)
-        monkeypatch.setattr(transfer.Job, "stream", stream)
-        monkeypatch.setattr(transfer.Job, "rsync_append", rsync_append)
-        monkeypatch.setattr(transfer.time, "sleep", lambda _s: None)
-        return self
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
 
 
-OK = (0, {"ok": True}, "")
+def archive_bytes(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+    return gzip.compress(buf.getvalue())
 
 
-def run(tmp_path, capsys, local=ARCHIVE, attempts=3, extra=()):
-    (tmp_path / "manifest.json").write_text(json.dumps({"archives": [{
-        "name": "stack_python", "file": "stack_python.tar.zst", "size": len(ARCHIVE),
-        "sha256": hashlib.sha256(ARCHIVE).hexdigest(), "members": []}]}))
-    (tmp_path / "stack_python.tar.zst").write_bytes(local)
-    rc = transfer.main(["--manifest", str(tmp_path / "manifest.json"), "--archive", "stack_python",
-                        "--progress", str(tmp_path / "progress.json"), "--host", "10.0.0.1",
-                        "--remote-helper", "/w/.data_sync/bin/data_sync_remote.py", "--remote-manifest", "/w/m.json",
-                        "--remote-root", "/w", "--remote-state", "/w/.data_sync", "--slot-dir", str(tmp_path / "slots"),
-                        "--attempts", str(attempts)] + list(extra))
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    progress = json.loads((tmp_path / "progress.json").read_text())
-    return rc, result, progress
+class Host:
+    """The controller's staging dir and the stand-in host's $HOME, with ssh on PATH."""
+
+    def __init__(self, tmp_path, monkeypatch):
+        self.tmp = tmp_path
+        self.home = tmp_path / "home"
+        self.ssh_dir = tmp_path / "ssh"
+        self.staging = tmp_path / "staging"
+        for d in (self.home, self.ssh_dir, self.staging, tmp_path / "bin"):
+            d.mkdir()
+        ssh = tmp_path / "bin" / "ssh"
+        ssh.write_text(FAKE_SSH)
+        ssh.chmod(0o755)
+        monkeypatch.setenv("PATH", "%s:%s" % (tmp_path / "bin", os.environ["PATH"]))
+        monkeypatch.setenv("HOME", str(self.home))
+        monkeypatch.setenv("FAKE_SSH_DIR", str(self.ssh_dir))
+        # Attempts follow each other at once here; the pause between them is for real links.
+        monkeypatch.setattr(transfer.Job, "pause", lambda job, attempt: None)
+        self.data = archive_bytes(MEMBERS)
+        self.arc = {"name": "stack_python", "file": "stack_python.tar.gz", "codec": "gzip", "size": len(self.data),
+                    "sha256": sha(self.data),
+                    "members": [{"path": k, "size": len(v), "sha256": sha(v)} for k, v in MEMBERS.items()]}
+        manifest = json.dumps({"format": 1, "archives": [self.arc]})
+        (self.staging / "manifest.json").write_text(manifest)
+        (self.staging / self.arc["file"]).write_bytes(self.data)
+        (self.home / "w").mkdir()
+        (self.home / "w" / "m.json").write_text(manifest)
+        self.state = self.home / "w" / ".data_sync"
+        self.part = self.state / "archives" / "stack_python.tar.gz.part"
+        self.marker = self.state / "verified" / "stack_python.verified"
+        self.progress = tmp_path / "progress.json"
+
+    def argv(self, attempts=3, extra=()):
+        return ["--manifest", str(self.staging / "manifest.json"), "--archive", "stack_python",
+                "--progress", str(self.progress), "--host", "10.0.0.1", "--remote-python", sys.executable,
+                "--remote-helper", HELPER, "--remote-manifest", "~/w/m.json", "--remote-root", "~/w",
+                "--remote-state", "~/w/.data_sync", "--slot-dir", str(self.tmp / "slots"),
+                "--attempts", str(attempts)] + list(extra)
+
+    def run(self, capsys, **kw):
+        rc = transfer.main(self.argv(**kw))
+        return rc, json.loads(capsys.readouterr().out.strip().splitlines()[-1]), self.read_progress()
+
+    def read_progress(self):
+        return json.loads(self.progress.read_text())
+
+    def log(self):
+        try:
+            return (self.ssh_dir / "log").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def kinds(self):
+        """What each ssh call was: probe, writer, follow or discard."""
+        out = []
+        for cmd in self.log():
+            if "DATA_SYNC_PROBE" in cmd:
+                out.append("probe")
+            elif "exec cat" in cmd:
+                out.append("writer")
+            elif " receive " in cmd:
+                out.append("follow" if "--follow" in cmd else "receive")
+            else:
+                out.append(cmd.split()[2])
+        # The writer and the follower start together: which one logs first is up to the scheduler.
+        for i in range(len(out) - 1):
+            if out[i:i + 2] == ["follow", "writer"]:
+                out[i:i + 2] = ["writer", "follow"]
+        return out
+
+    def writes(self):
+        """The bytes each writer was given, in order."""
+        return [(self.ssh_dir / ("writer.%d" % k)).read_bytes() for k in range(1, len(self.kinds()) + 1)
+                if (self.ssh_dir / ("writer.%d" % k)).exists()]
+
+    def placed(self):
+        return {name: (self.home / "w" / name).read_bytes() for name in MEMBERS if (self.home / "w" / name).exists()}
 
 
-def test_no_part_on_the_target_streams_the_archive(tmp_path, capsys, monkeypatch):
-    t = Target(streams=[OK]).install(monkeypatch)
-    rc, res, progress = run(tmp_path, capsys)
+@pytest.fixture(name="host")
+def host_fixture(tmp_path, monkeypatch):
+    return Host(tmp_path, monkeypatch)
+
+
+def test_a_fresh_host_gets_the_archive_streamed_and_unpacked(host, capsys):
+    rc, res, progress = host.run(capsys)
     assert rc == 0 and res["ok"] and res["methods"] == ["stream"] and res["attempts"] == 1
-    assert t.calls == [("probe",), ("stream",)]
-    assert (progress["state"], progress["bytes"], progress["total"]) == ("done", len(ARCHIVE), len(ARCHIVE))
+    assert res["sent"] == len(host.data) and res["msg"] == "verified and in place"
+    assert host.kinds() == ["probe", "writer", "follow"]
+    assert host.writes() == [host.data]
+    assert host.placed() == MEMBERS and host.marker.read_text().strip() == sha(host.data)
+    assert os.listdir(str(host.part.parent)) == [], "neither the .part nor the writer's pid file is left"
+    assert (progress["state"], progress["bytes"], progress["total"]) == ("done", len(host.data), len(host.data))
+    for key in ("archive", "file", "state", "bytes", "total", "rate", "eta", "attempt", "method", "ssh_pid", "sent",
+                "started", "updated", "message"):
+        assert key in progress
 
 
-def test_a_part_on_the_target_is_completed_with_rsync_append_then_unpacked_from_it(tmp_path, capsys, monkeypatch):
-    t = Target(probes=[(0, {"part_size": 4096}, "")], rsyncs=[(0, "")], from_parts=[OK]).install(monkeypatch)
-    rc, res, _progress = run(tmp_path, capsys)
-    assert rc == 0 and res["methods"] == ["rsync-append"]
-    assert t.calls == [("probe",), ("rsync", 4096), ("receive", "--from-part")]
+def test_without_the_go_ahead_the_bytes_go_but_the_follower_waits_for_it(host, capsys):
+    go = host.tmp / "go-ahead"
+    result = {}
+    argv = host.argv(extra=["--go-ahead", str(go)])
+    job = threading.Thread(target=lambda: result.setdefault("rc", transfer.main(argv)))
+    job.start()
+    deadline = time.time() + 60
+    while not (host.progress.exists() and host.read_progress()["state"] == "waiting") and time.time() < deadline:
+        job.join(0.05)
+    assert host.read_progress()["state"] == "waiting"
+    assert host.part.read_bytes() == host.data, "every byte is on the host before the go-ahead"
+    assert host.kinds() == ["probe", "writer"] and host.placed() == {}
+    go.write_text("")
+    job.join(60)
+    assert result["rc"] == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["ok"] and host.kinds() == ["probe", "writer", "follow"] and host.placed() == MEMBERS
 
 
-def test_a_failed_probe_is_retried_and_the_next_attempt_goes_on(tmp_path, capsys, monkeypatch):
-    t = Target(probes=[(255, {}, "Connection reset by peer"), (0, {"part_size": 0}, "")],
-               streams=[OK]).install(monkeypatch)
-    rc, res, _progress = run(tmp_path, capsys)
-    assert rc == 0 and res["attempts"] == 2
-    assert t.calls == [("probe",), ("probe",), ("stream",)]
+def test_a_go_ahead_that_says_stop_kills_the_writer_keeps_the_part_and_fails_with_its_reason(host, capsys):
+    go = host.tmp / "go-ahead"
+    go.write_text("stop the host failed its burn-in (42 Mbit/s)\n")
+    # 1 KiB/s: the writer would need minutes; the stop ends it at once.
+    rc, res, progress = host.run(capsys, extra=["--go-ahead", str(go), "--bwlimit", "1"])
+    assert rc == 1 and not res["ok"] and res["fatal"] and res["attempts"] == 1
+    assert res["msg"].startswith("the host failed its burn-in (42 Mbit/s). The upload of stack_python stopped before")
+    assert progress["state"] == "failed"
+    assert "follow" not in host.kinds() and host.placed() == {}
+    assert res["sent"] < len(host.data)
+    assert all(len(w) < len(host.data) for w in host.writes())
+    writer = host.part.parent / (host.part.name + ".writer")
+    if writer.exists():  # the host's `cat` got that far: it ends with its ssh
+        pid = int(writer.read_text())
+        deadline = time.time() + 30
+        while os.path.exists("/proc/%d" % pid) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists("/proc/%d" % pid), "the writer on the host still runs"
 
 
-def test_probes_failing_every_time_give_up_with_the_reason_and_the_attempts(tmp_path, capsys, monkeypatch):
-    Target(probes=[(255, {}, "No route to host")] * 4).install(monkeypatch)
-    rc, res, progress = run(tmp_path, capsys, attempts=2)
-    assert rc == 1 and not res["ok"] and not res["fatal"]
-    assert res["msg"].startswith("probe over ssh failed (rc 255): No route to host after 2 attempt(s).")
-    assert "re-run the role to resume" in res["msg"] and progress["state"] == "failed"
+def test_an_archive_verified_on_the_host_sends_nothing_and_is_skipped(host, capsys):
+    host.marker.parent.mkdir(parents=True)
+    host.marker.write_text(sha(host.data) + "\n")
+    rc, res, progress = host.run(capsys)
+    assert rc == 0 and res["ok"] and res["msg"] == "already verified on the host" and res["sent"] == 0
+    assert host.kinds() == ["probe"]
+    assert progress["state"] == "skipped", "not 'done': a later job for this archive must run itself"
+    assert not transfer.previous_upload_succeeded(str(host.progress))
 
 
-def test_an_interrupted_stream_resumes_from_the_part_it_left(tmp_path, capsys, monkeypatch):
-    t = Target(probes=[(0, {"part_size": 0}, ""), (0, {"part_size": 1000}, "")],
-               streams=[(3, {"ok": False, "msg": "input ended after 1000 B"}, "")],
-               rsyncs=[(0, "")], from_parts=[OK]).install(monkeypatch)
-    rc, res, _progress = run(tmp_path, capsys)
-    assert rc == 0 and res["methods"] == ["stream", "rsync-append"]
-    assert t.calls == [("probe",), ("stream",), ("probe",), ("rsync", 1000), ("receive", "--from-part")]
+def test_too_little_disk_fails_before_the_first_byte(host, capsys):
+    rc, res, progress = host.run(capsys, extra=["--margin", str(10 ** 18)])
+    assert rc == 1 and res["fatal"] and res["sent"] == 0 and progress["state"] == "failed"
+    assert res["msg"].startswith("Not enough disk space on the target for stack_python: it needs ")
+    assert "Nothing was sent" in res["msg"] and " is free under ~/w/.data_sync/archives" in res["msg"]
+    assert host.kinds() == ["probe"]
 
 
-def test_a_failed_rsync_is_retried(tmp_path, capsys, monkeypatch):
-    t = Target(probes=[(0, {"part_size": 10}, "")] * 2, rsyncs=[(12, "rsync: connection unexpectedly closed"), (0, "")],
-               from_parts=[OK]).install(monkeypatch)
-    rc, _res, _progress = run(tmp_path, capsys)
-    assert rc == 0
-    assert [c[0] for c in t.calls] == ["probe", "rsync", "probe", "rsync", "receive"]
+def test_a_writer_whose_link_dies_is_resumed_by_appending_from_the_part_size(host, capsys):
+    (host.ssh_dir / "cut").write_text("100000")
+    rc, res, _progress = host.run(capsys)
+    assert rc == 0 and res["ok"] and res["methods"] == ["stream", "append"] and res["attempts"] == 2
+    assert host.kinds() == ["probe", "writer", "follow", "probe", "writer", "follow"]
+    first, second = host.writes()
+    assert first == host.data[:100000] and second == host.data[100000:], "only the missing tail is sent again"
+    assert host.placed() == MEMBERS and not host.part.exists()
 
 
-def test_corrupt_on_the_target_with_a_sound_local_archive_drops_the_part_and_sends_again(tmp_path, capsys, monkeypatch):
-    t = Target(streams=[(4, {"ok": False, "msg": "archive differs from the manifest"}, ""), OK]).install(monkeypatch)
-    rc, res, _progress = run(tmp_path, capsys)
-    assert rc == 0 and res["ok"] and res["attempts"] == 2
-    assert t.calls == [("probe",), ("stream",), ("discard",), ("probe",), ("stream",)]
+def test_giving_up_reports_how_much_of_the_part_the_host_keeps(host, capsys):
+    (host.ssh_dir / "cut").write_text("2500")
+    rc, res, progress = host.run(capsys, attempts=1)
+    assert rc == 1 and not res["fatal"] and progress["state"] == "failed"
+    assert res["msg"] == (
+        "transfer interrupted (rc 255): Connection to 10.0.0.1 closed by remote host. after 1 attempt(s). 2.5 kB of "
+        "%.1f kB is kept in ~/w/.data_sync/archives/stack_python.tar.gz.part on the target; re-run the role to "
+        "resume (only the missing bytes are sent)." % (len(host.data) / 1000.0))
+    assert host.part.read_bytes() == host.data[:2500] and host.placed() == {}
 
 
-def test_corrupt_because_the_local_archive_is_damaged_stops_at_once_and_says_so(tmp_path, capsys, monkeypatch):
-    damaged = b"X" + ARCHIVE[1:]
-    t = Target(streams=[(4, {"ok": False, "msg": "archive differs from the manifest"}, "")]).install(monkeypatch)
-    rc, res, _progress = run(tmp_path, capsys, local=damaged)
+def test_a_corrupt_part_with_a_sound_local_archive_is_dropped_and_sent_again(host, capsys):
+    host.part.parent.mkdir(parents=True)
+    host.part.write_bytes(b"X" * 1000)  # a bad prefix: appending the rest cannot make it right
+    rc, res, _progress = host.run(capsys)
+    assert rc == 0 and res["ok"] and res["methods"] == ["append", "stream"] and res["attempts"] == 2
+    assert host.kinds() == ["probe", "writer", "follow", "discard", "probe", "writer", "follow"]
+    assert host.writes() == [host.data[1000:], host.data]
+    assert host.placed() == MEMBERS
+
+
+def test_corrupt_because_the_local_archive_is_damaged_stops_at_once_and_says_so(host, capsys):
+    damaged = b"X" + host.data[1:]
+    (host.staging / host.arc["file"]).write_bytes(damaged)
+    rc, res, _progress = host.run(capsys)
     assert rc == 1 and res["fatal"] and res["attempts"] == 1
-    assert t.calls == [("probe",), ("stream",), ("discard",)]
-    assert "its sha256 is %s but the manifest recorded %s" % (
-        hashlib.sha256(damaged).hexdigest(), hashlib.sha256(ARCHIVE).hexdigest()) in res["msg"]
-    assert "Delete %s and re-run" % (tmp_path / "stack_python.tar.zst") in res["msg"]
+    assert host.kinds() == ["probe", "writer", "follow", "discard"]
+    assert "its sha256 is %s but the manifest recorded %s" % (sha(damaged), sha(host.data)) in res["msg"]
+    assert "Delete %s and re-run" % (host.staging / host.arc["file"]) in res["msg"]
+    assert host.placed() == {} and not host.part.exists()
 
 
-def test_giving_up_reports_how_much_of_the_part_the_target_keeps(tmp_path, capsys, monkeypatch):
-    Target(probes=[(0, {"part_size": 0}, ""), (0, {"part_size": 2500}, "")],
-           streams=[(255, {}, "")]).install(monkeypatch)
-    rc, res, _progress = run(tmp_path, capsys, attempts=1)
-    assert rc == 1
-    assert res["msg"] == ("transfer interrupted (rc 255): the ssh connection was lost after 1 attempt(s). 2.5 kB of "
-                          "%.1f kB is kept in /w/.data_sync/archives/stack_python.tar.zst.part on the target; re-run "
-                          "the role to resume (only the missing bytes are sent)." % (len(ARCHIVE) / 1000.0))
+def test_probes_failing_every_time_give_up_with_the_reason_and_the_attempts(host, capsys):
+    (host.ssh_dir / "refuse").write_text("")
+    rc, res, progress = host.run(capsys, attempts=2)
+    assert rc == 1 and not res["ok"] and not res["fatal"] and progress["state"] == "failed"
+    assert res["msg"].startswith("probe over ssh failed (rc 255): ssh: connect to host 10.0.0.1 port 22: "
+                                 "Connection refused after 2 attempt(s).")
+    assert "re-run the role to resume" in res["msg"]
 
 
-@pytest.mark.parametrize("keep", [False, True])
-def test_the_remote_command_quotes_its_arguments_and_unpacks_into_the_root(tmp_path, keep):
-    (tmp_path / "manifest.json").write_text(json.dumps({"archives": [{
-        "name": "stack python", "file": "s.tar.zst", "size": 1, "sha256": "0", "members": []}]}))
-    a = argparse.Namespace(manifest=str(tmp_path / "manifest.json"), archive="stack python",
-                           progress=str(tmp_path / "p.json"), remote_python="/usr/bin/python3",
-                           remote_helper="/w/h.py", remote_manifest="/w/m.json", remote_state="/w/s",
-                           remote_root="/w/my root", keep_archive=keep, port=2222, key="/k/id", user="root",
-                           host="h", ssh_option=["StrictHostKeyChecking=yes"])
-    job = transfer.Job(a)
-    argv = shlex.split(job.remote("receive", "--from-part"))
-    assert argv[:3] == ["/usr/bin/python3", "/w/h.py", "receive"]
-    assert argv[argv.index("--archive") + 1] == "stack python" and argv[argv.index("--root") + 1] == "/w/my root"
-    assert ("--keep-archive" in argv) == keep and argv[-1] == "--from-part"
+# --- the raw shell, run with sh as the host's login shell would -----------------------------------------------------
+def probe(home, archives, part, marker, size):
+    cmd = transfer.sh_c(transfer.PROBE_SH, archives, part, marker, str(size))
+    p = subprocess.run(["sh", "-c", cmd], env=dict(os.environ, HOME=str(home)), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, check=True, timeout=60)
+    (line,) = [x for x in p.stdout.decode().splitlines() if x.startswith(transfer.PROBE_TAG)]
+    return dict(f.split("=", 1) for f in line.split()[1:])
+
+
+def test_remote_paths_keep_a_leading_tilde_as_the_hosts_home_and_quote_the_rest(tmp_path):
+    cmd = transfer.sh_c('printf "%s|" "$@"', "~/a b/$x", "/abs/it's", "~")
+    out = subprocess.run(["sh", "-c", cmd], env=dict(os.environ, HOME=str(tmp_path)), stdout=subprocess.PIPE,
+                         check=True).stdout.decode()
+    assert out == "%s/a b/$x|/abs/it's|%s|" % (tmp_path, tmp_path)
+
+
+def test_the_probe_reports_the_part_the_free_space_and_the_marker(tmp_path):
+    archives = tmp_path / "w" / ".data_sync" / "archives"
+    archives.mkdir(parents=True)
+    (archives / "a.part").write_bytes(b"x" * 1234)
+    (tmp_path / "a.verified").write_text("ab12cd\n")
+    out = probe(tmp_path, "~/w/.data_sync/archives", "~/w/.data_sync/archives/a.part", "~/a.verified", 5000)
+    assert (out["part"], out["marker"]) == ("1234", "ab12cd")
+    st = os.statvfs(str(archives))
+    assert abs(int(out["free_kb"]) * 1024 - st.f_bavail * st.f_frsize) < 256 << 20
+
+
+def test_the_probe_measures_free_space_at_the_nearest_existing_ancestor(tmp_path):
+    out = probe(tmp_path, "~/not/yet/made/archives", "~/not/yet/made/archives/a.part", "~/none.verified", 10)
+    assert (out["part"], out["marker"]) == ("0", "") and int(out["free_kb"]) > 0
+
+
+def test_the_probe_drops_a_part_longer_than_the_archive(tmp_path):
+    (tmp_path / "a.part").write_bytes(b"x" * 11)
+    out = probe(tmp_path, "~", "~/a.part", "~/m", 10)
+    assert out["part"] == "0" and not (tmp_path / "a.part").exists()
+
+
+def reaped(proc):
+    th = threading.Thread(target=proc.wait, daemon=True)
+    th.start()
+    return th
+
+
+def test_the_probe_stops_a_stale_writer_and_leaves_another_process_alone(tmp_path):
+    stale = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    waiter = reaped(stale)
+    try:
+        (tmp_path / "a.part").write_bytes(b"x" * 5)
+        (tmp_path / "a.part.writer").write_text("%d\n" % stale.pid)
+        assert probe(tmp_path, "~", "~/a.part", "~/m", 10)["part"] == "5"
+        waiter.join(10)
+        assert stale.poll() is not None, "the stale writer still runs"
+        assert not (tmp_path / "a.part.writer").exists()
+        (tmp_path / "a.part.writer").write_text("%d\n" % other.pid)
+        probe(tmp_path, "~", "~/a.part", "~/m", 10)
+        assert other.poll() is None, "a process that is not a writer was killed"
+    finally:
+        for proc in (stale, other):
+            if proc.poll() is None:
+                proc.kill()
+        other.wait()
+
+
+def test_the_helper_gets_absolute_paths_and_quoted_arguments(host):
+    job = transfer.Job(transfer.parse_args(host.argv(extra=[
+        "--keep-archive", "--user", "root", "--port", "2222", "--key", "/k/id",
+        "--ssh-option", "StrictHostKeyChecking=yes"])))
+    cmd = job.remote("receive", "--from-part", "--follow")
+    out = subprocess.run(["sh", "-c", 'printf "%s\\n" ' + cmd.split(" ", 2)[2]],
+                         env=dict(os.environ, HOME="/home/x y"), stdout=subprocess.PIPE,
+                         check=True).stdout.decode().splitlines()
+    assert out[out.index("--root") + 1] == "/home/x y/w" and out[out.index("--state") + 1] == "/home/x y/w/.data_sync"
+    assert out[out.index("--manifest") + 1] == "/home/x y/w/m.json" and "--keep-archive" in out
+    assert shlex.split(cmd)[:2] == [sys.executable, HELPER]
     ssh = job.ssh_base()
     for opt in ("Compression=no", "ControlMaster=no", "BatchMode=yes", "StrictHostKeyChecking=yes"):
         assert ssh[ssh.index(opt) - 1] == "-o"
     assert ssh[ssh.index("-i") + 1] == "/k/id" and ssh[ssh.index("-p") + 1] == "2222"
-    assert job.target() == "root@h"
+    assert job.target() == "root@10.0.0.1"
