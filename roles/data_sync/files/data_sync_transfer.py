@@ -96,6 +96,8 @@ class Job:
         self.local = os.path.join(os.path.dirname(os.path.abspath(a.manifest)), self.arc["file"])
         self.size = self.arc["size"]
         self.unpacked = sum(m["size"] for m in self.arc["members"])
+        # What every archive of the manifest takes on the host, sent and unpacked.
+        self.everything = sum(x["size"] + sum(m["size"] for m in x["members"]) for x in manifest["archives"])
         self.archives_dir = os.path.join(a.remote_state, "archives")
         self.part = os.path.join(self.archives_dir, self.arc["file"] + ".part")
         self.marker = os.path.join(a.remote_state, "verified", self.arc["name"] + ".verified")
@@ -173,9 +175,11 @@ class Job:
 
     # --- the go-ahead -------------------------------------------------------------------------
     def go_ahead(self):
-        """None while the go-ahead file is absent, "" to go; raises Stopped with the reason for `stop...`."""
+        """None while the go-ahead file is absent, else the archives it names as still needed on the host (`go NAME
+        ...`; the play's plan, which knows verified files from changed ones); raises Stopped with the reason for
+        `stop ...`. Without --go-ahead: go at once, naming none."""
         if not self.a.go_ahead:
-            return ""
+            return set()
         try:
             with open(self.a.go_ahead, encoding="utf-8", errors="replace") as f:
                 text = f.read()
@@ -183,7 +187,18 @@ class Job:
             return None
         if text.startswith("stop"):
             raise Stopped(text[len("stop"):].strip(" :\n\t") or "the play stopped the upload")
-        return ""
+        return set(text.split()[1:])
+
+    def needed_after_all(self):
+        """For an archive whose marker says verified: wait for the go-ahead and say whether the play's plan still
+        names it (one of its files was changed or removed on the host since)."""
+        named = self.go_ahead()
+        if named is None:
+            self.write_progress(state="waiting")
+        while named is None:
+            time.sleep(GO_AHEAD_POLL)
+            named = self.go_ahead()
+        return self.arc["name"] in named
 
     # --- one attempt ----------------------------------------------------------------------------
     def attempt(self, offset):
@@ -195,7 +210,8 @@ class Job:
         follower = None
         try:
             writer.start()
-            self.write_progress(state="streaming", method=method, ssh_pid=writer.proc.pid, bytes=offset)
+            self.write_progress(state="streaming", method=method, ssh_pid=writer.proc.pid, bytes=offset,
+                                first_byte=self.progress.get("first_byte") or time.time())
             while self.go_ahead() is None:
                 if writer.ended.is_set():
                     if not writer.ok():
@@ -232,11 +248,22 @@ class Job:
                 last_error = "probe over ssh failed (rc %d): %s" % (rc, tail(err) or "no output")
                 self.pause(attempt)
                 continue
-            if probe["marker"] == self.arc["sha256"]:
-                return self.finish(True, "already verified on the host", state="skipped")
             part = probe["part"]
+            verified = probe["marker"] == self.arc["sha256"]
+            need = self.size - part + self.unpacked + self.a.margin
+            try:
+                # Before the play's plan (which knows what is on the host) has spoken, bytes go out only when the
+                # whole manifest fits; otherwise, or when the marker says verified, the job waits for the plan.
+                if self.a.go_ahead and not gated and (
+                        verified or probe["free"] < self.everything - part + self.a.margin):
+                    if not self.needed_after_all() and verified:
+                        return self.finish(True, "already verified on the host", state="skipped")
+                    gated = True  # the plan compared what is still to come with the free space
+                elif verified and not self.a.go_ahead:
+                    return self.finish(True, "already verified on the host", state="skipped")
+            except Stopped as stop:
+                return self.finish(False, "%s. Nothing of %s was sent." % (stop, self.arc["name"]), fatal=True)
             if not gated:
-                need = self.size - part + self.unpacked + self.a.margin
                 if probe["free"] < need:
                     return self.finish(False, (
                         "Not enough disk space on the target for %s: it needs %s (archive %s + extracted %s + margin "

@@ -215,12 +215,50 @@ def test_an_archive_verified_on_the_host_sends_nothing_and_is_skipped(host, caps
     assert not transfer.previous_upload_succeeded(str(host.progress))
 
 
+def test_a_verified_archive_the_plan_still_names_is_sent_again(host, capsys):
+    """The marker matches but a file of the archive was removed on the host: the play's plan names it in the
+    go-ahead, so the job sends and unpacks it instead of skipping it."""
+    host.marker.parent.mkdir(parents=True)
+    host.marker.write_text(sha(host.data) + "\n")
+    go_ahead = host.tmp / "go-ahead"
+    go_ahead.write_text("go VoltStaging stack_python\n")
+    rc, res, _progress = host.run(capsys, extra=["--go-ahead", str(go_ahead)])
+    assert rc == 0 and res["ok"] and res["msg"] == "verified and in place" and res["sent"] == len(host.data)
+    assert host.kinds() == ["probe", "writer", "follow"] and host.placed() == MEMBERS
+
+
+def test_a_verified_archive_the_plan_does_not_name_is_skipped_after_the_go_ahead(host, capsys):
+    host.marker.parent.mkdir(parents=True)
+    host.marker.write_text(sha(host.data) + "\n")
+    go_ahead = host.tmp / "go-ahead"
+    go_ahead.write_text("go VoltStaging\n")
+    rc, res, progress = host.run(capsys, extra=["--go-ahead", str(go_ahead)])
+    assert rc == 0 and res["msg"] == "already verified on the host" and res["sent"] == 0
+    assert host.kinds() == ["probe"] and progress["state"] == "skipped"
+
+
 def test_too_little_disk_fails_before_the_first_byte(host, capsys):
     rc, res, progress = host.run(capsys, extra=["--margin", str(10 ** 18)])
     assert rc == 1 and res["fatal"] and res["sent"] == 0 and progress["state"] == "failed"
     assert res["msg"].startswith("Not enough disk space on the target for stack_python: it needs ")
     assert "Nothing was sent" in res["msg"] and " is free under ~/w/.data_sync/archives" in res["msg"]
     assert host.kinds() == ["probe"]
+
+
+def test_where_the_whole_manifest_may_not_fit_the_job_waits_for_the_plan_and_stops_with_it(host, capsys):
+    go_ahead = host.tmp / "go-ahead"
+    go_ahead.write_text("stop Not enough disk space on the target for the data: needs 2 GB, 1 GB free on /w\n")
+    rc, res, _progress = host.run(capsys, extra=["--margin", str(10 ** 18), "--go-ahead", str(go_ahead)])
+    assert rc == 1 and res["fatal"] and res["sent"] == 0
+    assert res["msg"].startswith("Not enough disk space on the target for the data: needs 2 GB")
+    assert "Nothing of stack_python was sent" in res["msg"] and host.kinds() == ["probe"]
+
+
+def test_where_the_whole_manifest_may_not_fit_the_plan_s_go_ahead_sends_it(host, capsys):
+    go_ahead = host.tmp / "go-ahead"
+    go_ahead.write_text("go stack_python\n")
+    rc, res, _progress = host.run(capsys, extra=["--margin", str(10 ** 18), "--go-ahead", str(go_ahead)])
+    assert rc == 0 and res["ok"] and res["sent"] == len(host.data) and host.placed() == MEMBERS
 
 
 def test_a_writer_whose_link_dies_is_resumed_by_appending_from_the_part_size(host, capsys):
