@@ -292,8 +292,21 @@ def run_ours(ours, host):
     offset = time.time() - time.monotonic()
     _start, end, records = ours.play(host)
     phases = role_phases(wall_to_monotonic(records, offset), host.t0)
+    first = first_byte(os.path.join(ours.settings["data_sync_staging_dir"], ".progress", "bench"))
+    if first is not None:
+        phases["first byte"] = first - offset - host.t0
     phases["ready"] = end - host.t0
     return end - host.t0, phases, records
+
+
+def first_byte(progress_dir):
+    """Wall time the first upload's writer started (data_sync's progress files), None if none did."""
+    times = []
+    for name in os.listdir(progress_dir) if os.path.isdir(progress_dir) else ():
+        if name.endswith(".json"):
+            with open(os.path.join(progress_dir, name), encoding="utf-8") as handle:
+                times.append(json.load(handle).get("first_byte"))
+    return min((t for t in times if t), default=None)
 
 
 def remote_work(records):
@@ -390,7 +403,7 @@ def parse_rates(text):
 
 
 # Ours' consecutive role runs in playbooks/prepare.yml, as role_phases names them, and what each one's end means.
-OURS_MILESTONES = (("data_sync", "uploads sending (before python3)"),
+OURS_MILESTONES = (("first byte", "first byte on the wire"), ("data_sync", "uploads launched"),
                    ("campaign#2", "python3 and the unpacking tools installed"),
                    ("data_sync#2", "uploads unpacking on the host"),
                    ("campaign#3", "every package installed (the toolchain's too)"),
