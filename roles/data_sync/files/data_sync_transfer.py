@@ -218,7 +218,9 @@ class Job:
                         return writer.result()
                     if self.progress["state"] != "waiting":
                         self.write_progress(state="waiting", bytes=self.size, rate=0.0, eta=None)
-                writer.ended.wait(GO_AHEAD_POLL)
+                    time.sleep(GO_AHEAD_POLL)  # ended.wait() no longer waits
+                else:
+                    writer.ended.wait(GO_AHEAD_POLL)
             follower = Follower(self)
             # Its stdin stays open while the writer runs: the helper's one sign that no more bytes will come.
             writer.ended.wait()
