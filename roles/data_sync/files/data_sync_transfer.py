@@ -517,7 +517,8 @@ def parse_args(argv=None):
     ap.add_argument("--margin", type=int, default=0,
                     help="bytes the disk must keep free beyond the archive and its extracted files")
     ap.add_argument("--go-ahead", default="",
-                    help="a controller-local file: unpacking starts once it exists; content `stop <reason>` stops")
+                    help="a controller-local file: unpacking starts once it exists (`go NAME...`: the archives the "
+                         "host still needs); `stop <reason>` stops")
     return ap.parse_args(argv)
 
 
