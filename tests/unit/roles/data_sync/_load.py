@@ -1,8 +1,11 @@
 """Load one of data_sync's scripts by its path (they are plain files shipped by the role, not a package)."""
 
+import hashlib
 import importlib.util
+import io
 import os
 import sys
+import tarfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 FILES = os.path.join(ROOT, "roles", "data_sync", "files")
@@ -17,3 +20,18 @@ def script(name):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def tar_bytes(members):
+    """An uncompressed tar of {member path: bytes}, as the role's pack writes them (PAX)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

@@ -2,38 +2,21 @@
 growing), verify, safety."""
 
 import argparse
-import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import threading
 
 import pytest
 
-from _load import FILES, script
+from _load import FILES, script, sha, tar_bytes
 
 remote = script("data_sync_remote")
 HELPER = os.path.join(FILES, "data_sync_remote.py")
 CODECS = [pytest.param("zstd", marks=pytest.mark.skipif(not shutil.which("zstd"), reason="no zstd")), "gzip"]
 MEMBERS = {"checkpoints/vfn.safetensors": b"weights" * 40000, "data/train.jsonl": b'{"x": 1}\n' * 20000}
-
-
-def sha(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def tar_bytes(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in members.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tar.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def compress(raw, codec):

@@ -3,20 +3,17 @@ runs the remote command with sh in a temporary $HOME, so the raw probe, the raw 
 helper's `receive --from-part --follow` all run as they would on the host."""
 
 import gzip
-import hashlib
-import io
 import json
 import os
 import shlex
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 
 import pytest
 
-from _load import FILES, script
+from _load import FILES, script, sha, tar_bytes
 
 transfer = script("data_sync_transfer")
 HELPER = os.path.join(FILES, "data_sync_remote.py")
@@ -54,18 +51,8 @@ exec sh -c "$cmd"
 """
 
 
-def sha(data):
-    return hashlib.sha256(data).hexdigest()
-
-
 def archive_bytes(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in members.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tar.addfile(ti, io.BytesIO(data))
-    return gzip.compress(buf.getvalue())
+    return gzip.compress(tar_bytes(members))
 
 
 class Host:
