@@ -17,7 +17,9 @@ host needs only POSIX sh and coreutils to receive bytes. Per attempt:
      from the .part's size. Exit 4 (corrupt): the local archive is hashed; if it no longer matches the
      manifest the job stops (the damage is local), otherwise the .part is dropped and sent again.
 Progress (bytes, rate, ETA, attempt, the writer's ssh pid) goes to --progress as JSON; the final
-result is one JSON line on stdout. SSH runs with Compression=no and its own connection (no
+result is one JSON line on stdout. With --progress-dir and several --archive, one process per archive runs as above
+(progress in DIR/<archive>.json) and the results come as one JSON list on the last line: the play starts all the
+uploads with one async task and follows one job. SSH runs with Compression=no and its own connection (no
 ControlMaster): the archives are already compressed, and each stream needs its own TCP window.
 """
 
@@ -493,11 +495,71 @@ def report_adopted(a):
     return 0
 
 
+# The options that take no value.
+FLAGS = {"--take-back-go-ahead", "--keep-archive"}
+
+
+def without_options(argv, names):
+    """ARGV less the options in NAMES, in both forms (`--name value` and `--name=value`)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.split("=", 1)[0] in names:
+            skip = "=" not in arg and arg not in FLAGS
+        else:
+            out.append(arg)
+    return out
+
+
+def run_each(a, argv):
+    """One process per archive (each holds its archive's lock and progress file), their results as one JSON list."""
+    if a.take_back_go_ahead and a.go_ahead:
+        # An earlier run's word must not let these unpack before this run has put the helper and manifest there.
+        try:
+            os.remove(a.go_ahead)
+        except FileNotFoundError:
+            pass
+    common = without_options(argv, {"--archive", "--progress-dir", "--take-back-go-ahead"})
+    outputs, children = {}, []
+    try:
+        for name in a.archive:
+            child = subprocess.Popen(  # pylint: disable=consider-using-with  # waited for below, killed in finally
+                [sys.executable, os.path.abspath(__file__)] + common
+                + ["--archive", name, "--progress", os.path.join(a.progress_dir, name + ".json")],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            reader = threading.Thread(target=lambda c=child, n=name: outputs.__setitem__(n, c.communicate()))
+            reader.start()
+            children.append((name, child, reader))
+        results = []
+        for name, child, reader in children:
+            reader.join()
+            out, err = outputs[name]
+            result = last_json(out)
+            if not result:
+                result = {"archive": name, "ok": False, "fatal": False, "size": 0, "sent": 0, "methods": [],
+                          "attempts": 0, "seconds": 0,
+                          "msg": "the upload ended without a result (rc %s): %s" % (
+                              child.returncode, tail(err.decode("utf-8", "replace")) or "no output")}
+            results.append(result)
+    finally:
+        for _name, child, _reader in children:
+            if child.poll() is None:
+                child.terminate()  # SIGTERM: each unwinds and ends its own ssh
+                child.wait()
+    print(json.dumps(results))
+    return 0 if all(r.get("ok") for r in results) else 1
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="data_sync_transfer.py")
     ap.add_argument("--manifest", required=True)
-    ap.add_argument("--archive", required=True)
-    ap.add_argument("--progress", required=True)
+    ap.add_argument("--archive", required=True, action="append",
+                    help="the archive to send; several with --progress-dir")
+    ap.add_argument("--progress", help="the progress file of the one archive")
+    ap.add_argument("--progress-dir", help="one process per --archive, each with DIR/<archive>.json")
+    ap.add_argument("--take-back-go-ahead", action="store_true",
+                    help="with --progress-dir: remove an earlier run's go-ahead file before starting")
     ap.add_argument("--host", required=True)
     ap.add_argument("--port", type=int, default=22)
     ap.add_argument("--user", default="")
@@ -519,14 +581,23 @@ def parse_args(argv=None):
     ap.add_argument("--go-ahead", default="",
                     help="a controller-local file: unpacking starts once it exists (`go NAME...`: the archives the "
                          "host still needs); `stop <reason>` stops")
-    return ap.parse_args(argv)
+    a = ap.parse_args(argv)
+    if not a.progress_dir:
+        if len(a.archive) != 1 or not a.progress:
+            ap.error("one --archive with --progress, or --progress-dir")
+        a.archive = a.archive[0]
+    return a
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     a = parse_args(argv)
     if threading.current_thread() is threading.main_thread():
-        # Ansible's async timeout and `kill` send SIGTERM: unwind, so the writer's and follower's ssh end too.
+        # Ansible's async timeout and `kill` send SIGTERM: unwind, so the writer's and follower's ssh (or the
+        # per-archive processes) end too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if a.progress_dir:
+        return run_each(a, argv)
     adopted, archive_lock = hold_archive(a.progress + ".lock")
     try:
         if adopted and previous_upload_succeeded(a.progress):

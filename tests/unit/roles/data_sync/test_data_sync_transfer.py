@@ -380,3 +380,73 @@ def test_the_helper_gets_absolute_paths_and_quoted_arguments(host):
         assert ssh[ssh.index(opt) - 1] == "-o"
     assert ssh[ssh.index("-i") + 1] == "/k/id" and ssh[ssh.index("-p") + 1] == "2222"
     assert job.target() == "root@10.0.0.1"
+
+
+def add_archive(host, name, members):
+    """A second archive in the manifest (on the controller and on the host), for the one-job-per-launch tests."""
+    data = archive_bytes(members)
+    arc = {"name": name, "file": name + ".tar.gz", "codec": "gzip", "size": len(data), "sha256": sha(data),
+           "members": [{"path": k, "size": len(v), "sha256": sha(v)} for k, v in members.items()]}
+    manifest = json.dumps({"format": 1, "archives": [host.arc, arc]})
+    (host.staging / "manifest.json").write_text(manifest)
+    (host.home / "w" / "m.json").write_text(manifest)
+    (host.staging / arc["file"]).write_bytes(data)
+    return data
+
+
+def several_argv(host, names, extra=()):
+    """One launch for NAMES: --progress-dir instead of --progress, one --archive each."""
+    argv = host.argv(extra=extra)
+    i = argv.index("--progress")
+    argv[i:i + 2] = ["--progress-dir", str(host.tmp / "progress")]
+    argv.remove("--archive")
+    argv.remove("stack_python")
+    return argv + ["--archive=%s" % name for name in names]
+
+
+OTHER = {"data/apps.jsonl": os.urandom(70000)}
+
+
+def test_one_launch_sends_every_archive_and_reports_each_on_one_line(host, capsys):
+    add_archive(host, "VoltStaging", OTHER)
+    rc = transfer.main(several_argv(host, ["stack_python", "VoltStaging"]))
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and [r["archive"] for r in results] == ["stack_python", "VoltStaging"]
+    assert all(r["ok"] and r["msg"] == "verified and in place" for r in results)
+    assert host.placed() == MEMBERS and (host.home / "w" / "data/apps.jsonl").read_bytes() == OTHER["data/apps.jsonl"]
+    for name in ("stack_python", "VoltStaging"):
+        assert json.loads((host.tmp / "progress" / (name + ".json")).read_text())["state"] == "done"
+
+
+def test_one_launch_takes_back_an_earlier_run_s_go_ahead_and_unpacks_on_this_run_s(host, capsys):
+    """An earlier run's word (here: stop) must not reach this run's uploads; they wait for the new one."""
+    go_ahead = host.tmp / "go-ahead"
+    go_ahead.write_text("stop the earlier run's disk guard\n")
+    argv = several_argv(host, ["stack_python"], extra=["--go-ahead", str(go_ahead), "--take-back-go-ahead"])
+    outcome = {}
+    job = threading.Thread(target=lambda: outcome.update(rc=transfer.main(argv)))
+    job.start()
+    # The play writes its go-ahead once the helper is on the host, after the launch took back the old one.
+    while go_ahead.exists():
+        time.sleep(0.05)
+    go_ahead.write_text("go stack_python\n")
+    job.join()
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert outcome["rc"] == 0 and results[0]["ok"] and host.placed() == MEMBERS
+
+
+def test_an_archive_whose_process_ends_without_a_result_is_reported_failed(host, capsys):
+    rc = transfer.main(several_argv(host, ["stack_python", "no_such_archive"]))
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 1 and results[0]["ok"] and results[0]["archive"] == "stack_python"
+    assert results[1]["archive"] == "no_such_archive" and not results[1]["ok"]
+    assert results[1]["msg"].startswith("the upload ended without a result (rc 1): ")
+
+
+def test_one_archive_needs_its_progress_file_and_several_need_a_progress_dir(host):
+    argv = host.argv()
+    with pytest.raises(SystemExit):
+        transfer.parse_args(argv + ["--archive", "VoltStaging"])
+    i = argv.index("--progress")
+    with pytest.raises(SystemExit):
+        transfer.parse_args(argv[:i] + argv[i + 2:])
