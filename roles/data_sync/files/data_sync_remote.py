@@ -111,6 +111,8 @@ def existing_ancestor(path):
 
 
 def cmd_plan(a):
+    # The exact disk need, per filesystem; before this runs, the controller's transfer job lets bytes out only when the
+    # whole manifest fits the archives' filesystem (data_sync_transfer.py, its cheap worst case).
     manifest = load_manifest(a.manifest)
     archives, need = {}, {}
     labels = {}

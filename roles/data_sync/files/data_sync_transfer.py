@@ -186,6 +186,11 @@ class Job:
             with open(self.a.go_ahead, encoding="utf-8", errors="replace") as f:
                 text = f.read()
         except FileNotFoundError:
+            # A play that stopped before the host had its tools (apt failed, say) never writes it: the job ends
+            # instead of waiting out Ansible's async timeout. A re-run resumes from the .part.
+            if time.time() - self.started > self.a.go_ahead_timeout:
+                raise Stopped("the play gave no go-ahead within %d s (it stopped before the host had its tools); "
+                              "re-run the role" % self.a.go_ahead_timeout) from None
             return None
         if text.startswith("stop"):
             raise Stopped(text[len("stop"):].strip(" :\n\t") or "the play stopped the upload")
@@ -258,6 +263,8 @@ class Job:
             try:
                 # Before the play's plan (which knows what is on the host) has spoken, bytes go out only when the
                 # whole manifest fits; otherwise, or when the marker says verified, the job waits for the plan.
+                # A cheap worst case on one filesystem: the exact need, per filesystem and for what is still to
+                # come, is data_sync_remote.py's `plan`.
                 if self.a.go_ahead and not gated and (
                         verified or probe["free"] < self.everything - part + self.a.margin):
                     if not self.needed_after_all() and verified:
@@ -581,6 +588,9 @@ def parse_args(argv=None):
     ap.add_argument("--go-ahead", default="",
                     help="a controller-local file: unpacking starts once it exists (`go NAME...`: the archives the "
                          "host still needs); `stop <reason>` stops")
+    # Longer than the bootstrap's first packages can take (its apt lock waits and retries included).
+    ap.add_argument("--go-ahead-timeout", type=float, default=3600,
+                    help="seconds from the start to wait for the go-ahead file")
     a = ap.parse_args(argv)
     if not a.progress_dir:
         if len(a.archive) != 1 or not a.progress:

@@ -192,6 +192,17 @@ def test_a_go_ahead_that_says_stop_kills_the_writer_keeps_the_part_and_fails_wit
         assert not os.path.exists("/proc/%d" % pid), "the writer on the host still runs"
 
 
+def test_a_go_ahead_that_never_comes_ends_the_job_and_keeps_what_was_sent(host, capsys):
+    """The play stopped before the host had its tools (apt failed, say): the job does not wait out Ansible's async
+    timeout on the controller, and a re-run resumes from the .part."""
+    go = host.tmp / "go-ahead"
+    rc, res, progress = host.run(capsys, extra=["--go-ahead", str(go), "--go-ahead-timeout", "0"])
+    assert rc == 1 and res["fatal"] and progress["state"] == "failed"
+    assert res["msg"].startswith("the play gave no go-ahead within 0 s (it stopped before the host had its tools); "
+                                 "re-run the role. The upload of stack_python stopped before it was unpacked")
+    assert "follow" not in host.kinds() and host.placed() == {}
+
+
 def test_an_archive_verified_on_the_host_sends_nothing_and_is_skipped(host, capsys):
     host.marker.parent.mkdir(parents=True)
     host.marker.write_text(sha(host.data) + "\n")
