@@ -456,9 +456,9 @@ def analysis_text(rows, control):
         "with plain `sh`/`cat` into its resumable .part, before python3 is on the host, and unpacked as it grows once "
         "the helper and the tools are there; at upload/build near the guide's 2-3 the upload, not the set-up, decides "
         "the end (compare the guide-scale rows at 50 Mbit/s). The first byte waits for ansible-playbook's start "
-        "(~0.9 s to its first task), the bootstrap's start, the pre-flight of the local files and the manifest (~0.9 "
-        "s), the one async launch (~0.5 s) and the job's own probe over a fresh ssh connection; under 3 s would need "
-        "the pre-flight's two controller modules merged into one and the probe folded into the writer's connection."
+        "(~0.9 s to its first task), the bootstrap's start (~0.6 s), one check-and-pack of the local files (~0.5 s), "
+        "the one async launch (~0.5 s) and the job's own probe over a fresh ssh connection (~0.7 s); under 3 s would "
+        "need the probe folded into the writer's connection and the bootstrap started by the same task."
         % ("%.1f" % report.summary(first_bytes)["median"] if first_bytes else "-"),
         "- Set-up chain: the bootstrap's one detached apt job installs python3, the unpacking tools and rsync first "
         "(done at %s s), then the toolchain (every package in at %s s); the source push and the working directories "
