@@ -67,6 +67,23 @@ def test_phases_and_control_plane_tables():
     assert "| module runs over SSH in the prepare step (loop items counted; one round trip each with pipelining) | - |" in control
 
 
+def test_targets_say_which_hold_and_which_no_row_measured():
+    rows = report.cell_rows(results())
+    rows[1]["phases"]["ours"]["first byte"] = 3.4
+    control = {"per_task": {"shipped ansible.cfg": 0.12}, "rerun": 11.6}
+    targets = {target: (measured, held) for target, measured, held in report.target_rows(rows, control)}
+    # small @50 has upload/build 2.0, the guide's proportions; small @200 has no upload measured.
+    assert targets["ours/guide <= 0.60 at 200 Mbit/s, guide's proportions"] == (
+        "no row: upload/build at 200 Mbit/s is - (small)", "not measured")
+    assert targets["ours/guide <= 1.0 at every rate and scale"] == ("worst small @50 0.88", "yes")
+    assert targets["ours/floor <= 1.10 at the guide's proportions"] == ("small @50 1.12", "no")
+    assert targets["first byte on the wire <= 3 s after t0"] == ("3.4 s (median over the rows)", "no")
+    assert targets["no-change re-run < 10 s"] == ("11.6 s", "no")
+    assert targets["<= 0.15 s per task (shipped ansible.cfg)"] == ("0.120 s", "yes")
+    table = report.render_targets(rows, control)
+    assert "| ours/floor <= 1.10 at the guide's proportions | small @50 1.12 | no |" in table.splitlines()
+
+
 def test_human_bytes():
     assert report.human_bytes(512) == "512 B"
     assert report.human_bytes(1_500_000) == "1.5 MB"
