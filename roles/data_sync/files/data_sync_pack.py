@@ -203,6 +203,19 @@ def make_private(paths):
     return changed
 
 
+def where_written(staging, archives, packed, dry_run):
+    """The line that tells the user where the archives live on the controller, what they take and what is left."""
+    folder = staging
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)  # check mode: the staging dir may not exist yet
+    free = os.statvfs(folder)
+    line = "Archives in %s: %s, %s free there" % (staging, human(sum(a["size"] for a in archives)),
+                                                  human(free.f_bavail * free.f_frsize))
+    if dry_run and packed:
+        line += "; would pack %s (up to their unpacked size)" % ", ".join(packed)
+    return line
+
+
 def pack(req, dry_run=False, progress=None):
     staging = os.path.expanduser(req["staging_dir"])
     manifest_path = os.path.expanduser(req["manifest"])
@@ -242,7 +255,7 @@ def pack(req, dry_run=False, progress=None):
         changed = True
     if not dry_run and make_private([staging, manifest_path] + [a["path"] for a in archives]):
         changed = True
-    summary = ["%s: %s (%d files, %s unpacked)%s" % (
+    summary = [where_written(staging, archives, packed, dry_run)] + ["%s: %s (%d files, %s unpacked)%s" % (
         a["file"], human(a["size"]), len(a["members"]), human(sum(m["size"] for m in a["members"])),
         "" if a["name"] in reused else " packed") for a in archives]
     return {"changed": changed, "packed": packed, "reused": reused, "manifest": manifest_path,

@@ -189,3 +189,17 @@ def test_pack_command_refuses_missing_inputs_and_packs_nothing(tmp_path, capsys)
     assert rc == 2 and not out["ok"] and out["changed"] is False
     assert any("absent.jsonl does not exist" in p for p in out["problems"])
     assert not (tmp_path / "staging").exists()
+
+
+@needs_zstd
+def test_the_summary_says_where_the_archives_are_written_and_how_much(tmp_path):
+    src, _content = inputs(tmp_path)
+    req = request(tmp_path, src)
+    planned = pack.pack(req, dry_run=True)
+    assert planned["summary"][0].startswith("Archives in %s: " % req["staging_dir"])
+    assert "free there; would pack VoltStaging, stack_python, stack_multilang" in planned["summary"][0]
+    assert not os.path.exists(req["staging_dir"])
+    result = pack.pack(req)
+    first = result["summary"][0]
+    assert first.startswith("Archives in %s: %s, " % (req["staging_dir"], pack.human(result["archive_bytes"])))
+    assert first.endswith(" free there")
