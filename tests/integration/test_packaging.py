@@ -30,13 +30,29 @@ SITE_COLLECTIONS = sysconfig.get_paths()["purelib"]
 with open(os.path.join(ROOT, "galaxy.yml")) as f:
     GALAXY = yaml.safe_load(f)
 
-# Paths that exist to develop, test or run this checkout; none may reach the tarball.
-NOT_SHIPPED = ("tests/", "molecule/", "Makefile", ".ci/", ".config/", "docs/", ".venv", ".build", "harvest/",
-               "inventories/", "site.yml", "ansible.cfg", "requirements.txt", ".ansible-lint", ".gitignore",
-               "changelogs/fragments/", "changelogs/.plugin-cache.yaml")
-SHIPPED = ("MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.md", "changelogs/changelog.yaml", "meta/runtime.yml",
-           "plugins/modules/instance.py", "plugins/module_utils/_endpoint.py", "plugins/inventory/vastai.py",
-           "roles/build/tasks/main.yml", "playbooks/rent.yml")
+# What the tarball may hold: the collection's own content (galaxy.yml's manifest directives), and nothing else.
+ALLOWED = re.compile(r"^(MANIFEST\.json|FILES\.json|README\.md|CHANGELOG\.md|LICENSE|meta/runtime\.yml"
+                     r"|changelogs/(changelog|config)\.yaml|plugins/.+\.py|roles/.+\.(yml|j2|py|sh|md)"
+                     r"|playbooks/[^/]+\.yml|docs/[^/]+\.md)$")
+ALLOWED_DIRS = re.compile(r"^(changelogs|docs|meta|plugins|roles|playbooks)(/.+)?$")
+SHIPPED = ("MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.md", "LICENSE", "changelogs/changelog.yaml",
+           "meta/runtime.yml", "plugins/modules/instance.py", "plugins/module_utils/_endpoint.py",
+           "plugins/inventory/vastai.py", "roles/build/tasks/main.yml", "playbooks/rent.yml")
+# What `make demo` and `make emulator` leave in a checkout (tests/sandbox.py's .emulator/, demo.py's demo-output/), and
+# what a user's run from the checkout writes beside its inventory; planted by lived_in_checkout.
+PLANTED_API_KEY = "a" * 64
+LEFT_BY_RUNS = {
+    ".emulator/emulator.json": json.dumps({"url": "http://127.0.0.1:1", "api_key": PLANTED_API_KEY}),
+    ".emulator/local/VoltData/data/code_training_combined.jsonl": "{}\n",
+    ".emulator/known_hosts/1": "[127.0.0.1]:2222 ssh-ed25519 AAAA\n",
+    "demo-output/volt-x-training/report/status.md": "# status\n",
+    "demo-output/volt-x-training/checkpoints/codebook_code.bin": "codebook",
+    "inventories/harvest/volt-x-training/campaign.json": "{}",
+    "staging/VoltStaging.tar.zst": "archive",
+    ".venv/pyvenv.cfg": "home = /usr/bin\n",
+    "roles/build/tasks/main.yml.orig": "an editor's leftover\n",
+}
+SECRET = re.compile(br"-----BEGIN [A-Z ]*PRIVATE KEY-----|" + PLANTED_API_KEY.encode())
 # FQCNs that need no entry in galaxy.yml's dependencies.
 BUILTIN = ("ansible.builtin", "ansible.legacy", "%s.%s" % (GALAXY["namespace"], GALAXY["name"]))
 
@@ -55,10 +71,8 @@ def run(argv, tmp_path, collections_path=None):
     return proc
 
 
-@pytest.fixture(scope="module")
-def tarball(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    run(["ansible-galaxy", "collection", "build", ROOT, "--output-path", str(out)], out)
+def build(source, out):
+    run(["ansible-galaxy", "collection", "build", str(source), "--output-path", str(out)], out)
     built = glob.glob(str(out / "*.tar.gz"))
     assert [os.path.basename(p) for p in built] == ["%s-%s-%s.tar.gz" % (GALAXY["namespace"], GALAXY["name"],
                                                                          GALAXY["version"])]
@@ -66,9 +80,27 @@ def tarball(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def members(tarball):
-    with tarfile.open(tarball) as tar:
-        return sorted(m.name for m in tar.getmembers())
+def tarball(tmp_path_factory):
+    return build(ROOT, tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="module")
+def lived_in_checkout(tmp_path_factory):
+    """A copy of this checkout's files with what `make emulator`, `make demo` and a run leave in one, private key too."""
+    checkout = tmp_path_factory.mktemp("checkout")
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if os.path.isfile(os.path.join(ROOT, name)):
+            os.makedirs(os.path.dirname(str(checkout / name)), exist_ok=True)
+            shutil.copy(os.path.join(ROOT, name), str(checkout / name))
+    for name, text in LEFT_BY_RUNS.items():
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / name).write_text(text)
+    (checkout / ".emulator" / "ssh").mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(checkout / ".emulator/ssh/id_ed25519")],
+                   check=True)
+    return checkout
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +112,25 @@ def installed(tarball, tmp_path_factory):
     return target, proc.stdout
 
 
-def test_tarball_holds_only_the_collection(members):
-    leaked = [m for m in members if m.startswith(NOT_SHIPPED) or m.rstrip("/") in [p.rstrip("/") for p in NOT_SHIPPED]]
-    assert not leaked, "build_ignore in galaxy.yml lets these into the tarball: %s" % leaked
-    missing = [m for m in SHIPPED if m not in members]
+def assert_only_the_collection(tarball):
+    with tarfile.open(tarball) as tar:
+        names = sorted(m.name for m in tar.getmembers())
+        outside = [m.name for m in tar.getmembers() if not (ALLOWED_DIRS if m.isdir() else ALLOWED).match(m.name)]
+        assert not outside, "galaxy.yml's manifest lets these into the tarball: %s" % outside
+        secrets = [m.name for m in tar.getmembers() if m.isfile()
+                   and SECRET.search(tar.extractfile(m).read())]
+        assert not secrets, "the tarball ships a private key or an API key in %s" % secrets
+    missing = [name for name in SHIPPED if name not in names]
     assert not missing, "the tarball lacks %s" % missing
+
+
+def test_tarball_holds_only_the_collection(tarball):
+    assert_only_the_collection(tarball)
+
+
+def test_a_checkout_after_the_demo_and_the_emulator_ships_none_of_their_files(lived_in_checkout, tmp_path):
+    assert (lived_in_checkout / ".emulator/ssh/id_ed25519").read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY")
+    assert_only_the_collection(build(lived_in_checkout, tmp_path))
 
 
 def test_manifest_declares_the_dependencies(tarball):
