@@ -9,6 +9,8 @@ DIR holds everything inventories/emulator points at (VOLTX_EMULATOR_DIR names an
     local/             generated data in the guide's layout (Volt_X/checkpoints, VoltData)
     volt-x/            the fixture Volt-X workspace, pushed as the local build source
     known_hosts/       the instances' pinned host keys (the emulator's ids start over with every start)
+    controller/        for a user's own project, readable by all: the collection's tarball, inventory.vastai.yml
+                       and group_vars/ (the emulator's URL and key, the stand-ins, the data and source above)
 """
 
 import argparse
@@ -20,6 +22,8 @@ import subprocess
 import sys
 import time
 
+import yaml
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMULATOR_PACKAGE_DIR = os.path.join(ROOT, "tests", "emulator")
 sys.path.insert(0, EMULATOR_PACKAGE_DIR)
@@ -29,6 +33,7 @@ from vast_emulator.testing import build_test_image  # noqa: E402
 
 DEFAULT_DIR = os.path.join(ROOT, ".emulator")
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "volt-x")
+STAND_INS = os.path.join(ROOT, "inventories", "emulator", "group_vars", "all", "10-stand-ins.yml")
 
 
 def prepare(directory):
@@ -63,6 +68,8 @@ def start(directory, image=None, timeout=60):
     prepare(directory)
     ready_file = os.path.join(directory, "emulator.json")
     if _pid(directory) and os.path.exists(ready_file):
+        if not os.path.isdir(os.path.join(directory, "controller")):
+            controller_files(directory)
         return _url(ready_file)
     image = image or build_test_image()
     if os.path.exists(ready_file):
@@ -84,7 +91,54 @@ def start(directory, image=None, timeout=60):
         if time.time() > deadline:
             raise SystemExit("the emulator did not start within %ss" % timeout)
         time.sleep(0.2)
+    controller_files(directory)
     return _url(ready_file)
+
+
+def _readable_by_all(tree):
+    for path, _dirs, files in os.walk(tree):
+        os.chmod(path, 0o755)
+        for name in files:
+            os.chmod(os.path.join(path, name), 0o644)
+
+
+def controller_files(directory):
+    """What a user's own project needs to drive the emulator with the installed collection, in <directory>/controller/,
+    readable by every local user (the emulator is root's, the controller need not be): the collection's tarball, an
+    inventory and its group_vars (the stand-ins of inventories/emulator, the emulator's URL and its own throwaway key,
+    the generated data and the fixture Volt-X of <directory>), to copy into that project."""
+    with open(os.path.join(directory, "emulator.json")) as handle:
+        emulator = json.load(handle)
+    controller = os.path.join(directory, "controller")
+    shutil.rmtree(controller, ignore_errors=True)
+    os.makedirs(os.path.join(controller, "group_vars", "all"))
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-galaxy"), "collection", "build", ROOT,
+                    "--output-path", controller], check=True, capture_output=True)
+    shutil.copy(STAND_INS, os.path.join(controller, "group_vars", "all", os.path.basename(STAND_INS)))
+    # Each start gives the instance ids anew: their host keys are pinned apart from those of other starts.
+    known_hosts = "{{ lookup('ansible.builtin.env', 'HOME') }}/.local/state/voltx-vastai/emulator-%d/known_hosts" % (
+        time.time())
+    inventory = {"plugin": "voltx.vastai.vastai", "api_url": emulator["url"], "api_key": emulator["api_key"],
+                 "known_hosts_dir": known_hosts}
+    settings = {
+        "vastai_api_url": emulator["url"], "vastai_api_key": emulator["api_key"],
+        "harvest_api_url": emulator["url"], "harvest_api_key": emulator["api_key"],
+        "data_sync_local_checkpoints_dir": os.path.join(directory, "local", "Volt_X", "checkpoints"),
+        "data_sync_local_data_root": os.path.join(directory, "local", "VoltData"),
+        "build_local_src": os.path.join(directory, "volt-x"),
+        # The emulator's machines are not Vast.ai's: a blocklist of their own, never the user's real one.
+        "vastai_blocklist_file":
+            "{{ inventory_dir | default(ansible_inventory_sources[0] | dirname, true) }}/emulator-blocklist.json",
+    }
+    for name, content in (("inventory.vastai.yml", inventory),
+                          (os.path.join("group_vars", "all", "20-emulator.yml"), settings)):
+        with open(os.path.join(controller, name), "w") as handle:
+            handle.write("---\n# Written by `make emulator` for the emulator at %s.\n" % emulator["url"])
+            yaml.safe_dump(content, handle, default_flow_style=False, sort_keys=False, width=1000)
+    os.chmod(directory, 0o755)
+    for tree in ("controller", "local", "volt-x"):
+        _readable_by_all(os.path.join(directory, tree))
+    return controller
 
 
 def _url(ready_file):
@@ -120,7 +174,10 @@ def main(argv=None):
               "  .venv/bin/ansible-playbook -i inventories/emulator site.yml\n"
               "  .venv/bin/ansible-playbook -i inventories/emulator playbooks/harvest.yml\n"
               "  .venv/bin/ansible-playbook -i inventories/emulator playbooks/teardown.yml\n"
-              "Stop it with: make emulator-stop" % (url, os.path.relpath(args.dir)))
+              "or, as any user, from a directory of your own with the installed collection (README, Sandbox):\n"
+              "  export VOLTX_EMULATOR=%s\n"
+              "Stop it with: make emulator-stop" % (url, os.path.relpath(args.dir),
+                                                    os.path.join(os.path.abspath(args.dir), "controller")))
     else:
         left = stop(args.dir)
         if left:

@@ -86,7 +86,7 @@ def tarball(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lived_in_checkout(tmp_path_factory):
-    """A copy of this checkout's files with what `make emulator`, `make demo` and a run leave in one, private key too."""
+    """A copy of this checkout with what `make emulator`, `make demo` and a run leave in one, private key too."""
     checkout = tmp_path_factory.mktemp("checkout")
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, check=True).stdout.decode().split("\0")
