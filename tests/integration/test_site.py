@@ -141,6 +141,16 @@ def test_the_demo_runs_the_guide_and_its_summary_matches_the_ledger_and_the_harv
     rebuilt = demo.play("build, changed", "site.yml", "--tags", "build")
     assert recap(rebuilt)[LABEL]["changed"] > 0
 
+    # A dataset changed and the archives packed into a staging dir of their own (a moved project): the host, long
+    # bootstrapped, is sent the changed archive alone, and unpacks it.
+    apps = ("local", "VoltData", "phase2", "apps", "data", "apps_introductory_train.jsonl")
+    with open(os.path.join(demo.emulator_dir, *apps), "a") as f:
+        f.write('{"question": "a new sample", "solutions": "[]"}\n')
+    moved = demo.play("site, moved staging", "site.yml", "--tags", "data_sync",
+                      "-e", "data_sync_staging_dir=%s" % (tmp_path / "moved-staging"))
+    assert re.search(r"VoltStaging\.tar\.zst: .* packed", moved) and "stack_python.tar.zst: " in moved
+    assert recap(moved)[LABEL]["failed"] == 0 and recap(moved)[LABEL]["changed"] > 0
+
     # Teardown refuses while a final artifact is missing on the controller's side: the curriculum may still run,
     # so ask for one that never exists.
     refused = demo.play("teardown, refused", "playbooks/teardown.yml",
