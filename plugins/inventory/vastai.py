@@ -52,9 +52,10 @@ options:
   api_key:
     description:
       - The Vast.ai API key.
-      - When neither this option nor E(VAST_API_KEY) is set, the key is read from
-        C($XDG_CONFIG_HOME/vastai/vast_api_key) (C(~/.config/vastai/vast_api_key)) and then C(~/.vast_api_key), the
-        files the C(vastai) CLI writes.
+      - When neither this option nor E(VAST_API_KEY) is set, the key is read from the 2FA session key file
+        C($XDG_CONFIG_HOME/vastai/vast_tfa_key), then C($XDG_CONFIG_HOME/vastai/vast_api_key)
+        (C(XDG_CONFIG_HOME) defaults to C(~/.config)) and then C(~/.vast_api_key), the files the C(vastai) CLI
+        writes, in the CLI's order.
       - The key is sent only in the C(Authorization) header; it is never cached, logged or put into host variables.
       - When no key is found anywhere, the inventory is empty and one warning says where to put the key.
       - May be a template, for example C({{ vault_vast_api_key }}); like O(api_url) and O(known_hosts_dir) it sees

@@ -120,19 +120,22 @@ def _read_key_file(path):
 
 
 def api_key_locations(environ=None, home=None):
-    """The key files looked at, in order."""
+    """The key files looked at, in order: the CLI's 2FA session key (``vastai tfa login`` writes it and the CLI
+    prefers it), its API key file, then the legacy file."""
     environ = os.environ if environ is None else environ
     if home is None:
         home = environ.get("HOME") or os.path.expanduser("~")
     xdg = environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    return [os.path.join(xdg, "vastai", "vast_api_key"), os.path.join(home, ".vast_api_key")]
+    return [os.path.join(xdg, "vastai", "vast_tfa_key"), os.path.join(xdg, "vastai", "vast_api_key"),
+            os.path.join(home, ".vast_api_key")]
 
 
 def resolve_api_key(explicit=None, environ=None, home=None):
-    """Return ``(key, source)``.
+    """Return ``(key, source)``; the source is the option, the variable or the file's path, never the key.
 
-    Order: explicit -> ``VAST_API_KEY`` -> ``$XDG_CONFIG_HOME/vastai/vast_api_key`` (default
-    ``~/.config``) -> ``~/.vast_api_key``. Values are stripped; empty values do not count.
+    Order: explicit -> ``VAST_API_KEY`` -> ``$XDG_CONFIG_HOME/vastai/vast_tfa_key`` -> ``$XDG_CONFIG_HOME/vastai/
+    vast_api_key`` (``XDG_CONFIG_HOME`` defaults to ``~/.config``) -> ``~/.vast_api_key``. Values are stripped;
+    empty values do not count. Both key files are sent the same way, as ``Authorization: Bearer``.
     """
     environ = os.environ if environ is None else environ
     if explicit is not None and str(explicit).strip():
@@ -147,7 +150,7 @@ def resolve_api_key(explicit=None, environ=None, home=None):
             return key, path
     raise VastConfigError(
         "No Vast.ai API key found: set VAST_API_KEY or put the key in %s (`vastai set api-key KEY` writes it there; "
-        "%s is read too)." % (locations[0], " and ".join(locations[1:]))
+        "%s are read too)." % (locations[1], " and ".join(locations[:1] + locations[2:]))
     )
 
 
@@ -575,7 +578,12 @@ class VastClient:
         return [r for r in rows if r.get("label") == label]
 
     def destroy_instance(self, instance_id):
-        """DELETE /api/v0/instances/{id}/ -> True, or False when it was already gone."""
+        """DELETE /api/v0/instances/{id}/ -> True, or False when it was already gone.
+
+        Vast.ai answers a destroy of an id it no longer knows with 404, or with 400 "invalid instance_id"; the
+        400 is believed only once a look-up confirms the instance is gone, so a live instance is never
+        reported destroyed.
+        """
         instance_id = _int_id(instance_id, "instance_id")
         try:
             self.request("DELETE", "/api/v0/instances/%d/" % instance_id, json={})
@@ -584,6 +592,9 @@ class VastClient:
         except VastError as exc:
             if exc.error in ("no_such_instance", "not_found"):
                 return False
+            if exc.status == 400 and "invalid instance" in exc.message.lower().replace("_", " "):
+                if self.get_instance(instance_id) is None:
+                    return False
             raise
         return True
 

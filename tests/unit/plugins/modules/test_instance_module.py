@@ -41,7 +41,7 @@ def test_rents_cheapest_and_waits_for_ssh(vast, clock):
     assert create[2]["disk"] == 250.0 and create[2]["runtype"] == "ssh_direc ssh_proxy"
     assert create[2]["cancel_unavail"] is True and create[2]["label"] == "voltx-train"
     query = [c for c in vast.calls if c[0] == "search_offers"][0][1]
-    assert query["disk_space"] == {"gte": 250.0} and query["allocated_storage"] == 250.0
+    assert query["disk_space"] == {"gte": "250"} and query["allocated_storage"] == 250.0
     assert "k" * 64 not in json.dumps(result)
 
 
