@@ -37,9 +37,10 @@ PULL_PROGRESS = "Pulling image: 3f4ac1d2e8b7: Downloading [=======>          ]  
 # Docker's reference grammar (distribution/reference): [host[:port]/]path[:tag][@digest], path lowercase.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
-IMAGE_REFERENCE = re.compile(
-    r"(?:%s(?::[0-9]+)?/)?%s(?:/%s)*(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*"
-    r":[0-9a-fA-F]{32,})?" % (_HOST, _COMPONENT, _COMPONENT))
+IMAGE_REFERENCE = re.compile(  # the first component is a registry only with a '.' or a port, or as localhost
+    r"(?:(?:%s\.%s|localhost)(?::[0-9]+)?/|%s:[0-9]+/)?%s(?:/%s)*(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?" % (
+        _HOST, _HOST, _HOST, _COMPONENT, _COMPONENT))
 # Vast's own tag, resolved server-side to the newest build (the CLI's example image uses it).
 AUTOMATIC_TAG = ":@vastai-automatic-tag"
 # Templates (PUT /asks/ with template_hash_id): the CLI's example hash, a base-image template in SSH launch mode.
