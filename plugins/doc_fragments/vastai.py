@@ -122,7 +122,7 @@ options:
       - Each field must be a known offer field (or one of the CLI aliases C(cuda_vers), C(dph), C(dlperf_usd),
         C(flops_usd), C(display_active)); operators are C(eq), C(neq), C(gt), C(gte), C(lt), C(lte), C(in), C(notin).
       - A bare value means C(eq). A null value (or C(any)) removes that filter, like the CLI's C(field=any).
-      - C(cpu_ram), C(gpu_ram) are in MB and C(duration) in seconds here. Values go out as the CLI sends them:
+      - C(cpu_ram), C(gpu_ram) are in MB and C(duration) in seconds here. Values go out as the CLI sends them,
         numbers as strings (V(1), V(0.2)), except C(cpu_ram), C(gpu_ram), C(gpu_total_ram), C(duration) (floats)
         and C(driver_version) (an integer).
     type: dict

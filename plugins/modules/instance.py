@@ -251,7 +251,7 @@ attempts:
       C(stuck_loading_destroyed), C(over_price_destroyed), C(failed_destroyed), C(vanished),
       C(wait_timeout_destroyed), C(rate_limited), C(create_failed_not_found), C(image_pull_failed_destroyed), or
       C(would_rent) in check mode.
-    - After C(image_pull_failed_destroyed) (the image cannot be pulled: its name or tag does not exist) the module
+    - After C(image_pull_failed_destroyed) (the image cannot be pulled, its name or tag does not exist) the module
       fails at once, naming the image and Vast.ai's status message, and rents nothing more; the entry carries
       C(status_msg).
   returned: when an instance was (or would be) rented

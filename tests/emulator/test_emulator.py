@@ -190,6 +190,23 @@ def test_search_translates_fields_like_the_server(api):
     assert bid["is_bid"] and bid["dph_total"] == pytest.approx(bid["min_bid"] + bid["storage_cost"] * 5 / 720)
 
 
+def test_search_takes_the_clis_interruptible_example_exactly(api):
+    # `vastai --curl search offers -i --limit 10 -o 'dph+,reliability-' 'gpu_name in [RTX_4090,RTX_5090] geolocation
+    # notin [CN,VN] verified=any external=true driver_version>=535.86.05 duration>=3 gpu_ram>=24'` (section 3.1).
+    body = {"external": {"eq": True}, "rentable": {"eq": True}, "gpu_name": {"in": ["RTX 4090", "RTX 5090"]},
+            "geolocation": {"notin": ["CN", "VN"]}, "driver_version": {"gte": 535086005},
+            "duration": {"gte": 259200.0}, "gpu_ram": {"gte": 24000.0},
+            "order": [["dph_total", "asc"], ["reliability", "desc"]], "type": "bid", "limit": 10,
+            "allocated_storage": 5.0}
+    # The catalog's one external offer is in Hanoi: geolocation notin [CN, VN] leaves it out.
+    assert api.ok("POST", "/api/v0/bundles/", json=body)["offers"] == []
+    assert [o["id"] for o in api.ok("POST", "/api/v0/bundles/", json=dict(body, geolocation={"in": ["VN"]}))[
+        "offers"]] == [24624244]
+    internal = api.ok("POST", "/api/v0/bundles/", json=dict(body, external={"eq": False}))["offers"]
+    assert internal and {offer["gpu_name"] for offer in internal} <= {"RTX 4090", "RTX 5090"}
+    assert [offer["dph_total"] for offer in internal] == sorted(offer["dph_total"] for offer in internal)
+
+
 def test_search_refuses_unknown_fields(api):
     response = api.call("POST", "/api/v0/bundles/", json=dict(GUIDE_QUERY, gpu_nmae={"eq": "RTX 5090"}))
     assert (response.status_code, response.json()) == (400, {
