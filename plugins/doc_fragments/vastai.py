@@ -17,6 +17,8 @@ options:
         session key file C($XDG_CONFIG_HOME/vastai/vast_tfa_key) that C(vastai tfa login) writes, then the file
         C($XDG_CONFIG_HOME/vastai/vast_api_key) (C(XDG_CONFIG_HOME) defaults to C(~/.config)), then the legacy
         file C(~/.vast_api_key). Files are read on the controller and stripped of whitespace.
+      - When the 2FA session key is refused as expired (HTTP 404 C(Session expired. Please log in again.) or 401
+        C(Invalid user key)), the request is sent once more with the next key file's key, as the CLI does.
       - The key never appears in a message or a returned value.
     type: str
   api_url:

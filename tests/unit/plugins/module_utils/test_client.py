@@ -139,6 +139,36 @@ def test_tfa_key_sent_as_bearer_and_kept_out_of_errors(tmp_path):
     assert KEY not in client.api_key_source
 
 
+TFA_KEY = "fedcba9876543210" * 4
+
+
+@pytest.mark.parametrize("expired", [
+    FakeResponse(404, {"msg": "Session expired. Please log in again."}),
+    FakeResponse(401, {"success": False, "error": "auth_error", "msg": "Invalid user key"}),
+])
+def test_an_expired_tfa_session_gives_way_once_to_the_api_key_file(tmp_path, expired):
+    write(str(tmp_path / ".config" / "vastai" / "vast_tfa_key"), TFA_KEY)
+    write(str(tmp_path / ".config" / "vastai" / "vast_api_key"), KEY)
+    session = FakeSession(expired, FakeResponse(200, {"id": 1}), expired)
+    client = VastClient(api_url="http://vast.test", session=session, environ={}, home=str(tmp_path))
+    assert client.secrets() == [TFA_KEY, KEY]
+    assert client.current_user() == {"id": 1}
+    assert [call["headers"]["Authorization"] for call in session.calls] == ["Bearer " + TFA_KEY, "Bearer " + KEY]
+    assert client.api_key_source == str(tmp_path / ".config" / "vastai" / "vast_api_key")
+    with pytest.raises(VastError) as err:  # the API key file's key is not replaced in turn
+        client.current_user()
+    assert len(session.calls) == 3 and TFA_KEY not in str(err.value) and KEY not in str(err.value)
+
+
+def test_no_fallback_for_a_key_that_is_not_a_tfa_session(tmp_path):
+    write(str(tmp_path / ".config" / "vastai" / "vast_api_key"), "other")
+    session = FakeSession(FakeResponse(401, {"msg": "Invalid user key"}))
+    client = VastClient(api_key=KEY, api_url="http://vast.test", session=session, environ={}, home=str(tmp_path))
+    with pytest.raises(VastAuthError):
+        client.current_user()
+    assert len(session.calls) == 1
+
+
 def test_key_missing_names_places(tmp_path):
     with pytest.raises(VastConfigError) as err:
         resolve_api_key(None, environ={}, home=str(tmp_path))
