@@ -616,6 +616,18 @@ def test_key_never_logged(emulator, state_dir):
     assert emulator.api_key not in (state_dir / "emulator.log").read_text()
 
 
+def test_destroy_of_an_unknown_id_in_each_form(emulator, api):
+    gone = api.call("DELETE", "/api/v0/instances/%d/" % 1, json={})
+    assert (gone.status_code, gone.json()["error"]) == (404, "no_such_instance")
+    emulator.set_faults(destroy_gone_form="400")
+    try:
+        gone = api.call("DELETE", "/api/v0/instances/%d/" % 1, json={})
+        assert (gone.status_code, gone.json()) == (400, {"success": False, "error": "invalid_args",
+                                                         "msg": "invalid instance_id"})
+    finally:
+        emulator.set_faults(destroy_gone_form="404")
+
+
 def test_reset_clears_everything(emulator, api):
     api.rent(RTX_3090)
     emulator.set_faults(rate_limit=5)

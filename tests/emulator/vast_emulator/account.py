@@ -74,6 +74,11 @@ def image_reference_ok(image):
     return len(image) <= 255 and IMAGE_REFERENCE.fullmatch(image) is not None
 
 
+def invalid_instance_id():
+    """The other way Vast answers a destroy of an id it does not know (reference section 3.5)."""
+    return envelope(400, "invalid_args", "invalid instance_id")
+
+
 def no_such_instance():
     return envelope(404, "no_such_instance", "Instance not found")
 
@@ -146,7 +151,7 @@ class Account:
         self.faults = {"missing_images": list(self.missing_images), "rate_limit": 0, "server_error": 0, "offer_taken": [], "offer_taken_count": 0,
                        "offer_taken_form": "404",
                        "stuck_loading": 0, "short_ram": 0, "overprice": {"count": 0, "factor": 1.0}, "boot_delay": 0.0,
-                       "create_delay": 0.0}
+                       "create_delay": 0.0, "destroy_gone_form": "404"}
 
     # ---- offers -------------------------------------------------------------------------------------------
 
@@ -367,6 +372,9 @@ class Account:
         instance.record.update(ports=None, gpu_util=None, gpu_temp=None, cpu_util=None, **fields)
         return instance.generation
 
+    def _live_ids(self):
+        return {instance.id for instance in self.instances.values() if not instance.destroyed}
+
     def _get_live(self, instance_id):
         instance = self.instances.get(instance_id)
         if instance is None or instance.destroyed:
@@ -375,6 +383,8 @@ class Account:
 
     def destroy_instance(self, instance_id):
         with self.lock:
+            if self.faults["destroy_gone_form"] == "400" and instance_id not in self._live_ids():
+                raise invalid_instance_id()
             instance = self._get_live(instance_id)
             self._destroy_locked(instance)
         with instance.docker_lock:
@@ -612,6 +622,10 @@ class Account:
             for name in ("boot_delay", "create_delay"):
                 if name in body:
                     self.faults[name] = float(body[name])
+            if "destroy_gone_form" in body:
+                if str(body["destroy_gone_form"]) not in ("404", "400"):
+                    raise envelope(400, "invalid_args", "destroy_gone_form must be 404 or 400")
+                self.faults["destroy_gone_form"] = str(body["destroy_gone_form"])
             if "missing_images" in body:
                 if not isinstance(body["missing_images"], list):
                     raise envelope(400, "invalid_args", "missing_images must be a list of image names")
