@@ -191,6 +191,16 @@ def test_a_mistyped_image_rents_at_most_once_and_the_message_names_the_image_and
     assert results["Rent"]["instance_id"] == instance["id"]
 
 
+def test_an_account_out_of_credit_rents_nothing_and_says_so(ansible, emulator):
+    emulator.set_faults(credit=0)
+    runner, results = ansible.playbook([rent_task()])
+    assert runner.status == "failed"
+    assert "insufficient_credit" in results["Rent"]["msg"]
+    creates = [r for r in api_requests(emulator) if r["method"] == "PUT" and r["path"].startswith("/api/v0/asks/")]
+    assert [r["status"] for r in creates] == [400]
+    assert emulator.state()["instances"] == []
+
+
 def test_state_absent_leaves_no_container_and_is_idempotent(ansible, emulator):
     runner = ansible.playbook([rent_task()])[0]
     assert runner.status == "successful"
