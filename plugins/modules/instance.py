@@ -349,9 +349,10 @@ class VastInstance(VastModule):
             self.fail_option("label", "must not start or end with whitespace (Vast.ai strips it), got %r" % label)
         if len(label) > LABEL_MAX:
             self.fail_option("label", "must be at most %d characters, got %d" % (LABEL_MAX, len(label)))
-        if p["image"] is not None and image_reference_problem(p["image"]):
+        problem = None if p["image"] is None else image_reference_problem(p["image"])
+        if problem:
             self.fail_option("image", "%r %s; give a docker image reference such as %s" % (
-                p["image"], image_reference_problem(p["image"]), IMAGE_EXAMPLE))
+                p["image"], problem, IMAGE_EXAMPLE))
         if p["disk_gb"] is not None and not p["disk_gb"] >= DISK_MIN_GB:
             self.fail_option("disk_gb", "must be at least %g GB, got %s" % (DISK_MIN_GB, p["disk_gb"]))
         if p["onstart"] is not None and len(p["onstart"]) > ONSTART_MAX:

@@ -123,6 +123,21 @@ def test_an_image_that_cannot_be_pulled_is_rented_once_and_named(vast, clock):
     assert [(a["outcome"], a["status_msg"]) for a in result["attempts"]] == [("image_pull_failed_destroyed", PULL_ERROR)]
 
 
+def test_a_given_up_instance_that_cannot_be_destroyed_is_named(vast, clock):
+    vast.offers = [offer(11, 0.10), offer(12, 0.15)]
+    vast.statuses[11] = ["loading", "exited"]
+
+    def refuse(iid):
+        raise VastError("Vast.ai API error on DELETE (HTTP 500): boom", status=500)
+    vast.destroy_instance = refuse
+    kind, result, _m = run(vast, clock, dict(GUIDE))
+    assert kind == "failed"
+    (iid,) = vast.instances
+    assert "instance %d" % iid in result["msg"] and "may still be billing" in result["msg"]
+    assert result["instance_id"] == iid and "create_instance" in vast.verbs()
+    assert [c[1] for c in vast.calls if c[0] == "create_instance"] == [11]
+
+
 def test_a_pull_that_fails_on_the_host_tries_the_next_offer(vast, clock):
     vast.offers = [offer(11, 0.10), offer(12, 0.15)]
     vast.statuses[11] = ["created"]
