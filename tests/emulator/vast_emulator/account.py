@@ -148,7 +148,8 @@ class Account:
         self.ssh_keys = []
         self.requests = []
         self.deposited = INITIAL_CREDIT  # credit = deposited - spent (the ledger's total)
-        self.faults = {"missing_images": list(self.missing_images), "rate_limit": 0, "server_error": 0, "offer_taken": [], "offer_taken_count": 0,
+        self.faults = {"missing_images": list(self.missing_images),
+                       "rate_limit": 0, "server_error": 0, "offer_taken": [], "offer_taken_count": 0,
                        "offer_taken_form": "404",
                        "stuck_loading": 0, "short_ram": 0, "overprice": {"count": 0, "factor": 1.0}, "boot_delay": 0.0,
                        "create_delay": 0.0, "destroy_gone_form": "404"}

@@ -120,7 +120,8 @@ def test_an_image_that_cannot_be_pulled_is_rented_once_and_named(vast, clock):
     assert image in result["msg"] and PULL_ERROR in result["msg"] and "Instance %d was destroyed" % iid in result["msg"]
     assert "Relax the filters" not in result["msg"]
     assert result["instance_id"] == iid and vast.instances == {}
-    assert [(a["outcome"], a["status_msg"]) for a in result["attempts"]] == [("image_pull_failed_destroyed", PULL_ERROR)]
+    assert [(a["outcome"], a["status_msg"]) for a in result["attempts"]] == [
+        ("image_pull_failed_destroyed", PULL_ERROR)]
 
 
 def test_a_given_up_instance_that_cannot_be_destroyed_is_named(vast, clock):
@@ -141,7 +142,8 @@ def test_a_given_up_instance_that_cannot_be_destroyed_is_named(vast, clock):
 def test_a_pull_that_fails_on_the_host_tries_the_next_offer(vast, clock):
     vast.offers = [offer(11, 0.10), offer(12, 0.15)]
     vast.statuses[11] = ["created"]
-    vast.status_msgs[11] = "Error response from daemon: Get https://registry-1.docker.io/v2/: net/http: TLS handshake timeout"
+    vast.status_msgs[11] = ("Error response from daemon: Get https://registry-1.docker.io/v2/: net/http: "
+                            "TLS handshake timeout")
     kind, result, _m = run(vast, clock, dict(GUIDE))
     assert kind == "ok"
     assert [a["outcome"] for a in result["attempts"]] == ["failed_destroyed", "rented"]
@@ -310,7 +312,7 @@ def test_explicit_offer_id_skips_search(vast, clock):
     (dict(offer_id=5), "offer_id: cannot be combined"),
     (dict(wait_timeout=0), "wait_timeout: must be at least 1"),
     (dict(image=" "), "image: ' ' is empty"),
-    (dict(image="nvidia/CUDA:12.8.0-devel-ubuntu22.04"), "image: 'nvidia/CUDA:12.8.0-devel-ubuntu22.04' has upper case"),
+    (dict(image="nvidia/CUDA:12.8.0-devel"), "image: 'nvidia/CUDA:12.8.0-devel' has upper case"),
     (dict(image="nvidia/cuda 12.8"), "image: 'nvidia/cuda 12.8' contains whitespace"),
 ])
 def test_bad_input_fails_before_any_request(vast, clock, over, needle):
