@@ -13,9 +13,12 @@ options:
   api_key:
     description:
       - The Vast.ai API key, sent only as a bearer token in the C(Authorization) header.
-      - When not set, the E(VAST_API_KEY) environment variable is used, then the file
+      - When not set, the E(VAST_API_KEY) environment variable is used, then, like the C(vastai) CLI, the 2FA
+        session key file C($XDG_CONFIG_HOME/vastai/vast_tfa_key) that C(vastai tfa login) writes, then the file
         C($XDG_CONFIG_HOME/vastai/vast_api_key) (C(XDG_CONFIG_HOME) defaults to C(~/.config)), then the legacy
         file C(~/.vast_api_key). Files are read on the controller and stripped of whitespace.
+      - When the 2FA session key is refused as expired (HTTP 404 C(Session expired. Please log in again.) or 401
+        C(Invalid user key)), the request is sent once more with the next key file's key, as the CLI does.
       - The key never appears in a message or a returned value.
     type: str
   api_url:
@@ -121,7 +124,9 @@ options:
       - Each field must be a known offer field (or one of the CLI aliases C(cuda_vers), C(dph), C(dlperf_usd),
         C(flops_usd), C(display_active)); operators are C(eq), C(neq), C(gt), C(gte), C(lt), C(lte), C(in), C(notin).
       - A bare value means C(eq). A null value (or C(any)) removes that filter, like the CLI's C(field=any).
-      - Values are sent as given; C(cpu_ram), C(gpu_ram) are in MB and C(duration) in seconds here.
+      - C(cpu_ram), C(gpu_ram) are in MB and C(duration) in seconds here. Values go out as the CLI sends them,
+        numbers as strings (V(1), V(0.2)), except C(cpu_ram), C(gpu_ram), C(gpu_total_ram), C(duration) (floats)
+        and C(driver_version) (an integer).
     type: dict
   order:
     description:

@@ -52,9 +52,11 @@ options:
   api_key:
     description:
       - The Vast.ai API key.
-      - When neither this option nor E(VAST_API_KEY) is set, the key is read from
-        C($XDG_CONFIG_HOME/vastai/vast_api_key) (C(~/.config/vastai/vast_api_key)) and then C(~/.vast_api_key), the
-        files the C(vastai) CLI writes.
+      - When neither this option nor E(VAST_API_KEY) is set, the key is read from the 2FA session key file
+        C($XDG_CONFIG_HOME/vastai/vast_tfa_key), then C($XDG_CONFIG_HOME/vastai/vast_api_key)
+        (C(XDG_CONFIG_HOME) defaults to C(~/.config)) and then C(~/.vast_api_key), the files the C(vastai) CLI
+        writes, in the CLI's order. When Vast.ai refuses the 2FA session key as expired, the request is sent once
+        more with the next key file's key, as the CLI does.
       - The key is sent only in the C(Authorization) header; it is never cached, logged or put into host variables.
       - When no key is found anywhere, the inventory is empty and one warning says where to put the key.
       - May be a template, for example C({{ vault_vast_api_key }}); like O(api_url) and O(known_hosts_dir) it sees
@@ -281,6 +283,7 @@ from ansible_collections.voltx.vastai.plugins.module_utils._client import (
     VastClient,
     VastConfigError,
     VastError,
+    api_key_locations,
     resolve_api_key,
 )
 from ansible_collections.voltx.vastai.plugins.module_utils._endpoint import (
@@ -456,6 +459,7 @@ def slim_instance(instance):
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = "voltx.vastai.vastai"
+    _api_key_source = None  # where _api_key() found the key: an option, a variable or a key file's path
 
     def verify_file(self, path):
         """Accept only files named ``*vastai.yml`` / ``*vastai.yaml``."""
@@ -495,7 +499,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         playbooks still fail, at their first step that needs the instance or the API.
         """
         try:
-            api_key, dummy = resolve_api_key(explicit=self._templated_option("api_key") or None)
+            api_key, self._api_key_source = resolve_api_key(explicit=self._templated_option("api_key") or None)
         except VastConfigError as e:
             self.display.warning("Vast.ai inventory: %s" % to_native(e))
             return None
@@ -506,6 +510,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         retries = self.get_option("retries")
         if retries < 0:
             raise AnsibleError("Vast.ai inventory: retries must be 0 or more, got %s" % retries)
+        if self._api_key_source == api_key_locations()[0]:
+            # The client reads the 2FA session key itself, so that an expired one gives way as in the CLI.
+            api_key = None
         try:
             return VastClient(api_key, api_url=self._api_url(), timeout=self.get_option("request_timeout"),
                               retry_policy=RetryPolicy(attempts=retries + 1))

@@ -76,7 +76,7 @@ class VastModule:
         self.clock = clock
         self.result = {"changed": False}
         self._client = client
-        self._secret = None
+        self._secrets = []
 
     # -- argument spec -------------------------------------------------------------------------
 
@@ -106,15 +106,14 @@ class VastModule:
                 )
             except VastError as exc:
                 self.fail_on_error(exc)
-            self._secret = self._client.api_key
-            if self._secret:
-                self.module.no_log_values.add(self._secret)
+            self._secrets = self._client.secrets()
+            self.module.no_log_values.update(self._secrets)
         return self._client
 
     # -- errors --------------------------------------------------------------------------------
 
     def _scrub(self, text):
-        for secret in (self._secret, self.module.params.get("api_key")):
+        for secret in self._secrets + [self.module.params.get("api_key")]:
             text = scrub(text, secret)
         return text
 

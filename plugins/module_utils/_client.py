@@ -120,19 +120,23 @@ def _read_key_file(path):
 
 
 def api_key_locations(environ=None, home=None):
-    """The key files looked at, in order."""
+    """The key files looked at, in order: the CLI's 2FA session key (``vastai tfa login`` writes it and the CLI
+    prefers it), its API key file, then the legacy file."""
     environ = os.environ if environ is None else environ
     if home is None:
         home = environ.get("HOME") or os.path.expanduser("~")
     xdg = environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    return [os.path.join(xdg, "vastai", "vast_api_key"), os.path.join(home, ".vast_api_key")]
+    return [os.path.join(xdg, "vastai", "vast_tfa_key"), os.path.join(xdg, "vastai", "vast_api_key"),
+            os.path.join(home, ".vast_api_key")]
 
 
-def resolve_api_key(explicit=None, environ=None, home=None):
-    """Return ``(key, source)``.
+def resolve_api_key(explicit=None, environ=None, home=None, skip=()):
+    """Return ``(key, source)``; the source is the option, the variable or the file's path, never the key.
 
-    Order: explicit -> ``VAST_API_KEY`` -> ``$XDG_CONFIG_HOME/vastai/vast_api_key`` (default
-    ``~/.config``) -> ``~/.vast_api_key``. Values are stripped; empty values do not count.
+    Order: explicit -> ``VAST_API_KEY`` -> ``$XDG_CONFIG_HOME/vastai/vast_tfa_key`` -> ``$XDG_CONFIG_HOME/vastai/
+    vast_api_key`` (``XDG_CONFIG_HOME`` defaults to ``~/.config``) -> ``~/.vast_api_key``. Values are stripped;
+    empty values do not count. Both key files are sent the same way, as ``Authorization: Bearer``. Files in
+    ``skip`` are passed over.
     """
     environ = os.environ if environ is None else environ
     if explicit is not None and str(explicit).strip():
@@ -142,13 +146,20 @@ def resolve_api_key(explicit=None, environ=None, home=None):
         return env_key, "VAST_API_KEY environment variable"
     locations = api_key_locations(environ, home)
     for path in locations:
-        key = _read_key_file(path)
+        key = None if path in skip else _read_key_file(path)
         if key:
             return key, path
     raise VastConfigError(
         "No Vast.ai API key found: set VAST_API_KEY or put the key in %s (`vastai set api-key KEY` writes it there; "
-        "%s is read too)." % (locations[0], " and ".join(locations[1:]))
+        "%s are read too)." % (locations[1], " and ".join(locations[:1] + locations[2:]))
     )
+
+
+def tfa_session_expired(status, body):
+    """The replies the CLI takes for an expired 2FA session key (it then retries with the API key file)."""
+    msg = body.get("msg") if isinstance(body, dict) else None
+    return (status == 401 and msg == "Invalid user key") or (
+        status == 404 and msg == "Session expired. Please log in again.")
 
 
 def resolve_api_url(explicit=None, environ=None):
@@ -377,6 +388,14 @@ class VastClient:
         if session is None and not HAS_REQUESTS:
             raise VastConfigError("The Python library 'requests' is required to talk to Vast.ai.")
         self.api_key, self.api_key_source = resolve_api_key(api_key, environ=environ, home=home)
+        # Like the CLI: a 2FA session key that has expired gives way, once, to the next key file.
+        self._first_key = self.api_key
+        self.fallback_key = None
+        if self.api_key_source == api_key_locations(environ, home)[0]:
+            try:
+                self.fallback_key = resolve_api_key(None, environ=environ, home=home, skip=(self.api_key_source,))
+            except VastConfigError:
+                pass
         self.api_url = resolve_api_url(api_url, environ=environ)
         try:
             self.timeout = float(timeout)
@@ -392,9 +411,15 @@ class VastClient:
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def secrets(self):
+        """Every key this client sends or may send: the one in use and a 2FA fallback."""
+        keys = [self._first_key, self.api_key, self.fallback_key and self.fallback_key[0]]
+        return [key for number, key in enumerate(keys) if key and key not in keys[:number]]
+
     def _redact(self, exc):
         if isinstance(exc, VastError):
-            exc.redact(self.api_key)
+            for secret in self.secrets():
+                exc.redact(secret)
         return exc
 
     def _url(self, path):
@@ -484,6 +509,9 @@ class VastClient:
                                              maybe_created=not retry)
                 raise exc
 
+            if self.fallback_key and tfa_session_expired(status, _decode_body(text)):
+                (self.api_key, self.api_key_source), self.fallback_key = self.fallback_key, None
+                continue  # refused, so nothing was done: the same request again, with the API key file's key
             if status < 200 or status >= 300:
                 raise error_from_response(status, text, method, shown_path, response.headers)
             if not text or not text.strip():
@@ -575,7 +603,12 @@ class VastClient:
         return [r for r in rows if r.get("label") == label]
 
     def destroy_instance(self, instance_id):
-        """DELETE /api/v0/instances/{id}/ -> True, or False when it was already gone."""
+        """DELETE /api/v0/instances/{id}/ -> True, or False when it was already gone.
+
+        Vast.ai answers a destroy of an id it no longer knows with 404, or with 400 "invalid instance_id"; the
+        400 is believed only once a look-up confirms the instance is gone, so a live instance is never
+        reported destroyed.
+        """
         instance_id = _int_id(instance_id, "instance_id")
         try:
             self.request("DELETE", "/api/v0/instances/%d/" % instance_id, json={})
@@ -584,6 +617,9 @@ class VastClient:
         except VastError as exc:
             if exc.error in ("no_such_instance", "not_found"):
                 return False
+            if exc.status == 400 and "invalid instance" in exc.message.lower().replace("_", " "):
+                if self.get_instance(instance_id) is None:
+                    return False
             raise
         return True
 

@@ -29,6 +29,23 @@ KEY_PREFIXES = ("ssh-", "ecdsa-", "sk-")
 # while actual_status still says created or loading (vast-api.md section 4).
 LAUNCH_ERROR_MARKERS = ("error response from daemon", "manifest unknown", "oci runtime create failed",
                         "pull access denied")
+# The pull errors that blame the image itself (it does not exist, or this name is not an image), not the host:
+# renting the same image on another machine fails the same way.
+IMAGE_ERROR_MARKERS = ("manifest unknown", "pull access denied", "repository does not exist",
+                       "invalid reference format", "not found: manifest")
+OUTCOME_IMAGE_FAILED = "image_pull_failed_destroyed"
+
+# Docker's image reference grammar (distribution/reference): [host[:port]/]path[:tag][@digest], path lower case.
+_HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+# The first component is a registry only when it has a '.' or a port, or is localhost (docker's own split).
+IMAGE_REFERENCE = re.compile(
+    r"(?:(?:%s(?:\.%s)+|localhost)(?::[0-9]+)?/|%s:[0-9]+/)?%s(?:/%s)*(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+    % (_HOST_PART, _HOST_PART, _HOST_PART, _PATH_PART, _PATH_PART))
+# Vast.ai's own tag, which it resolves to the newest build (the CLI's example image uses it).
+VAST_AUTOMATIC_TAG = ":@vastai-automatic-tag"
+IMAGE_EXAMPLE = "nvidia/cuda:12.8.0-devel-ubuntu22.04"
 
 # Outcomes recorded in the instance module's ``attempts`` list.
 OUTCOME_RENTED = "rented"
@@ -105,6 +122,35 @@ def launch_failed(inst):
     """True when the status message says the container cannot start, whatever actual_status says."""
     message = str(inst.get("status_msg") or "").lower()
     return any(marker in message for marker in LAUNCH_ERROR_MARKERS)
+
+
+def image_failed(inst):
+    """True when the status message is a pull error that blames the image, not the machine."""
+    message = str(inst.get("status_msg") or "").lower()
+    return any(marker in message for marker in IMAGE_ERROR_MARKERS)
+
+
+def image_reference_problem(image):
+    """Why ``image`` is not a docker image reference (a phrase to follow "which"), or None when it is one."""
+    if not isinstance(image, str) or not image.strip():
+        return "is empty"
+    if image != image.strip() or any(char.isspace() for char in image):
+        return "contains whitespace"
+    name = image[:-len(VAST_AUTOMATIC_TAG)] if image.endswith(VAST_AUTOMATIC_TAG) else image
+    if len(name) > 255:
+        return "is longer than docker's 255 characters"
+    if IMAGE_REFERENCE.fullmatch(name):
+        return None
+    path = name.split("@", 1)[0]
+    if path.rsplit("/", 1)[-1].count(":") > 1 or path.endswith(":"):
+        return "has a malformed tag (one ':' then letters, digits, '_', '.' or '-')"
+    first, _slash, rest = path.partition("/")
+    repository = rest if rest and ("." in first or ":" in first or first == "localhost") else path
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    if repository != repository.lower():
+        return "has upper case letters in the repository name (docker allows only lower case there)"
+    return "is not a docker image reference ([registry[:port]/]name[:tag][@digest])"
 
 
 def choose_next_offer(ranked, tried):

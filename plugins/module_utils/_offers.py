@@ -64,6 +64,8 @@ FILTER_OPTIONS = (
     ("min_inet_up_mbps", "inet_up", "gte", 1),
     ("min_duration_days", "duration", "gte", 86400.0),
 )
+# Fields the CLI's parse_query multiplies, so it sends them as floats; driver_version goes out as an integer.
+CLI_FLOAT_FIELDS = frozenset(["cpu_ram", "gpu_ram", "gpu_total_ram", "duration"])
 FILTER_OPTION_NAMES = (("gpu_name",) + tuple(o[0] for o in FILTER_OPTIONS)
                        + ("verified", "rental_type", "query", "order", "limit"))
 
@@ -154,6 +156,22 @@ def parse_order(order):
     return result
 
 
+def cli_value(field, value):
+    """A search value in the form the CLI's parse_query sends it: numbers as strings (``1``, ``0.2``), except the
+    fields it multiplies (floats) and driver_version (an integer); booleans, null and text unchanged."""
+    if isinstance(value, list):
+        return [cli_value(field, item) for item in value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if field in CLI_FLOAT_FIELDS:
+        return float(value)
+    if field in ("driver_version", "driver_vers"):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return repr(value)
+
+
 def _check_term(field, term):
     """Validate one raw query term; returns the canonical term dict."""
     if not isinstance(term, dict):
@@ -226,14 +244,14 @@ def build_offer_query(gpu_name=None, num_gpus=None, min_cpu_cores=None, min_ram_
             continue
         if factor != 1:
             value = float(value) * factor
-        body.setdefault(field, {})[op] = value
+        body.setdefault(field, {})[op] = cli_value(field, value)
     for field, term in raw.items():  # raw query merged last
         if term is None:
             body.pop(field, None)
         elif field == "gpu_name":
             body[field] = dict((op, _gpu_value(v)) for op, v in term.items())
         else:
-            body[field] = term
+            body[field] = dict((op, cli_value(field, v)) for op, v in term.items())
     body["order"] = sort
     body["type"] = RENTAL_TYPES[rental_type]
     if limit is not None:
@@ -249,7 +267,8 @@ def exclude_machines(query, machine_ids):
     if not machine_ids:
         return query
     term = dict(query.get("machine_id") or {})
-    term["notin"] = sorted(set(term.get("notin") or []) | set(machine_ids))
+    ids = set(term.get("notin") or []) | set(cli_value("machine_id", int(i)) for i in machine_ids)
+    term["notin"] = sorted(ids, key=lambda i: (_number(i) is None, _number(i) or 0, str(i)))
     query["machine_id"] = term
     return query
 

@@ -47,7 +47,11 @@ options:
   image:
     description:
       - Docker image to run, for example C(nvidia/cuda:12.8.0-devel-ubuntu22.04).
-      - Required when an instance has to be rented.
+      - Required when an instance has to be rented. It must follow docker's reference grammar
+        (C([registry[:port]/]name[:tag][@digest]), name in lower case; Vast.ai's C(:@vastai-automatic-tag) too); this
+        is checked before any request.
+      - When Vast.ai cannot pull it (the name or tag does not exist), the module destroys that instance and fails
+        naming the image and the pull error, without renting again.
     type: str
   disk_gb:
     description:
@@ -245,7 +249,11 @@ attempts:
   description:
     - One entry per create attempt, in order. C(outcome) is one of C(rented), C(offer_gone),
       C(stuck_loading_destroyed), C(over_price_destroyed), C(failed_destroyed), C(vanished),
-      C(wait_timeout_destroyed), C(rate_limited), C(create_failed_not_found), or C(would_rent) in check mode.
+      C(wait_timeout_destroyed), C(rate_limited), C(create_failed_not_found), C(image_pull_failed_destroyed), or
+      C(would_rent) in check mode.
+    - After C(image_pull_failed_destroyed) (the image cannot be pulled, its name or tag does not exist) the module
+      fails at once, naming the image and Vast.ai's status message, and rents nothing more; the entry carries
+      C(status_msg).
   returned: when an instance was (or would be) rented
   type: list
   elements: dict
@@ -287,9 +295,11 @@ from ..module_utils._client import (
 from ..module_utils._endpoint import instance_status, ssh_endpoint
 from ..module_utils._instance import (
     DISK_MIN_GB,
+    IMAGE_EXAMPLE,
     LABEL_MAX,
     ONSTART_MAX,
     OUTCOME_CREATE_UNCERTAIN,
+    OUTCOME_IMAGE_FAILED,
     OUTCOME_OFFER_GONE,
     OUTCOME_RATE_LIMITED,
     OUTCOME_RENTED,
@@ -299,6 +309,8 @@ from ..module_utils._instance import (
     choose_next_offer,
     classify_progress,
     find_account_key,
+    image_failed,
+    image_reference_problem,
     outcome_for,
     over_price,
     parse_public_key,
@@ -337,8 +349,10 @@ class VastInstance(VastModule):
             self.fail_option("label", "must not start or end with whitespace (Vast.ai strips it), got %r" % label)
         if len(label) > LABEL_MAX:
             self.fail_option("label", "must be at most %d characters, got %d" % (LABEL_MAX, len(label)))
-        if p["image"] is not None and not p["image"].strip():
-            self.fail_option("image", "must not be empty")
+        problem = None if p["image"] is None else image_reference_problem(p["image"])
+        if problem:
+            self.fail_option("image", "%r %s; give a docker image reference such as %s" % (
+                p["image"], problem, IMAGE_EXAMPLE))
         if p["disk_gb"] is not None and not p["disk_gb"] >= DISK_MIN_GB:
             self.fail_option("disk_gb", "must be at least %g GB, got %s" % (DISK_MIN_GB, p["disk_gb"]))
         if p["onstart"] is not None and len(p["onstart"]) > ONSTART_MAX:
@@ -545,7 +559,14 @@ class VastInstance(VastModule):
                 break
             attempt["outcome"] = outcome_for(progress)
             if progress in DESTROY_PROGRESS:
-                self.client.destroy_instance(iid)
+                self.destroy_given_up(iid)
+            if progress == "failed" and inst is not None and image_failed(inst):
+                # The image cannot be pulled: every other machine would fail the same way, so rent no more.
+                attempt.update(outcome=OUTCOME_IMAGE_FAILED, status_msg=inst.get("status_msg"))
+                self.fail("Vast.ai could not pull the image %r (option image): %s. Instance %d was destroyed, so it "
+                          "bills nothing more, and nothing else was rented. Check the image's name and tag (and that "
+                          "it is public), then run again." % (p["image"], inst.get("status_msg"), iid),
+                          instance_id=iid, attempts=self.attempts, instance=None)
             inst = None
             if progress == "timeout":
                 break
@@ -599,6 +620,16 @@ class VastInstance(VastModule):
             if self.clock() >= until:
                 return None
             self.sleep(self.module.params["poll_interval"])
+
+    def destroy_given_up(self, iid):
+        """Destroys an instance the module gave up on; a failure names it, since it may still be billing."""
+        try:
+            self.client.destroy_instance(iid)
+        except VastError as exc:
+            self.fail("Vast.ai instance %d was rented and given up on, but destroying it failed: %s. It may still be "
+                      "billing: destroy it with this module (label %r, state absent) or in the console." % (
+                          iid, exc, self.module.params["label"]),
+                      instance_id=iid, attempts=self.attempts, instance=None)
 
     def give_up_rented(self, iid, exc):
         """A rented instance could not be followed: destroy it rather than leave it billing unseen, and say so."""

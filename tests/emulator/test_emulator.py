@@ -190,6 +190,23 @@ def test_search_translates_fields_like_the_server(api):
     assert bid["is_bid"] and bid["dph_total"] == pytest.approx(bid["min_bid"] + bid["storage_cost"] * 5 / 720)
 
 
+def test_search_takes_the_clis_interruptible_example_exactly(api):
+    # `vastai --curl search offers -i --limit 10 -o 'dph+,reliability-' 'gpu_name in [RTX_4090,RTX_5090] geolocation
+    # notin [CN,VN] verified=any external=true driver_version>=535.86.05 duration>=3 gpu_ram>=24'` (section 3.1).
+    body = {"external": {"eq": True}, "rentable": {"eq": True}, "gpu_name": {"in": ["RTX 4090", "RTX 5090"]},
+            "geolocation": {"notin": ["CN", "VN"]}, "driver_version": {"gte": 535086005},
+            "duration": {"gte": 259200.0}, "gpu_ram": {"gte": 24000.0},
+            "order": [["dph_total", "asc"], ["reliability", "desc"]], "type": "bid", "limit": 10,
+            "allocated_storage": 5.0}
+    # The catalog's one external offer is in Hanoi: geolocation notin [CN, VN] leaves it out.
+    assert api.ok("POST", "/api/v0/bundles/", json=body)["offers"] == []
+    assert [o["id"] for o in api.ok("POST", "/api/v0/bundles/", json=dict(body, geolocation={"in": ["VN"]}))[
+        "offers"]] == [24624244]
+    internal = api.ok("POST", "/api/v0/bundles/", json=dict(body, external={"eq": False}))["offers"]
+    assert internal and {offer["gpu_name"] for offer in internal} <= {"RTX 4090", "RTX 5090"}
+    assert [offer["dph_total"] for offer in internal] == sorted(offer["dph_total"] for offer in internal)
+
+
 def test_search_refuses_unknown_fields(api):
     response = api.call("POST", "/api/v0/bundles/", json=dict(GUIDE_QUERY, gpu_nmae={"eq": "RTX 5090"}))
     assert (response.status_code, response.json()) == (400, {
@@ -256,14 +273,78 @@ def test_create_refuses_more_disk_than_the_offer_has(api):
     assert "disk" in response.json()["msg"]
 
 
-def test_unknown_image_fails_like_a_failed_pull(emulator, api):
-    instance_id = api.rent(RTX_3090, image="nvidia/cuda:12.8.0-devel-ubuntu24.04")  # 22.04 is what exists
+@pytest.mark.parametrize("image, pull_error", [
+    # On the does-not-exist list: a typo of the image the other tests run.
+    ("nvidia/cuda:12.8.0-devel-ubuntu2204",
+     "Error response from daemon: manifest for nvidia/cuda:12.8.0-devel-ubuntu2204 not found: manifest unknown"),
+    # Outside docker's reference grammar (upper case in the repository).
+    ("nvidia/CUDA:12.8.0", "Error response from daemon: invalid reference format"),
+])
+def test_an_image_that_cannot_be_pulled_fails_like_a_failed_pull(emulator, api, image, pull_error):
+    emulator.set_faults(missing_images=["nvidia/cuda:12.8.0-devel-ubuntu2204"])
+    instance_id = api.rent(RTX_3090, image=image)
     try:
-        row = api.wait_until(instance_id, lambda r: "manifest unknown" in (r["status_msg"] or ""), "a failed pull")
-        assert row["actual_status"] == "created" and row["ports"] is None
+        row = api.wait_until(instance_id, lambda r: (r["status_msg"] or "").startswith(pull_error), "a failed pull")
+        assert row["actual_status"] == "created" and row["ports"] is None and row["image_uuid"] == image
         assert not [name for name in emulator.containers() if name.startswith("vastemu-%d-" % instance_id)]
     finally:
         api.destroy(instance_id)
+        emulator.set_faults(missing_images=[])
+
+
+def test_template_only_create_any_public_image_and_ssh_at_port_plus_one_for_jupyter(emulator, api, keys):
+    # `vastai create instance ID --template_hash 661d064bbda1f2a133816b6d55da07c3 --disk 64`: no image, no runtype.
+    template_body = dict(CLI_CREATE_BODY, image=None, env={}, disk=64, label=None, onstart=None,
+                         template_hash_id="661d064bbda1f2a133816b6d55da07c3")
+    del template_body["runtype"]
+    from_template = api.ok("PUT", "/api/v0/asks/%d/" % RTX_3090, json=template_body)["new_contract"]
+    # The CLI's other example image, outside any list the emulator knows, in jupyter launch mode.
+    jupyter = api.rent(RTX_4090, image="pytorch/pytorch", runtype="jupyter_proxy ssh_proxy")
+    api.ok("POST", "/api/v0/instances/%d/ssh/" % jupyter, json={"ssh_key": keys["late"][1]})
+    try:
+        row = api.show(from_template)
+        assert (row["image_uuid"], row["image_runtype"], row["template_hash_id"], row["disk_space"]) == (
+            "vastai/base-image:@vastai-automatic-tag", "ssh_direc ssh_proxy", "661d064bbda1f2a133816b6d55da07c3", 64.0)
+        row = api.wait_for(jupyter, "running")
+        assert row["image_uuid"] == "pytorch/pytorch" and "22/tcp" not in row["ports"]
+        # Where `vastai ssh-url` and the inventory look for a jupyter runtype: ssh_port + 1.
+        assert ssh(row["ssh_port"] + 1, keys["late"][0]).returncode == 0
+        unknown = api.call("PUT", "/api/v0/asks/%d/" % A100, json=dict(template_body, template_hash_id="0" * 32))
+        assert unknown.status_code == 400 and "template_hash_id" in unknown.json()["msg"]
+    finally:
+        api.destroy(from_template)
+        api.destroy(jupyter)
+
+
+def test_a_bid_that_cannot_start_with_cancel_unavail_is_refused_410(emulator, api):
+    offer = api.ok("POST", "/api/v0/bundles/", json={"type": "bid", "id": {"eq": RTX_3090}})["offers"][0]
+    before = len(emulator.state()["instances"])
+    response = api.call("PUT", "/api/v0/asks/%d/" % RTX_3090, json=dict(
+        CLI_CREATE_BODY, image=IMAGE, disk=10.0, price=round(offer["min_bid"] / 2, 4), cancel_unavail=True))
+    assert (response.status_code, response.json()["error"]) == (410, "no_such_ask")
+    assert len(emulator.state()["instances"]) == before
+    assert RTX_3090 in [o["id"] for o in api.ok("POST", "/api/v0/bundles/", json={})["offers"]]
+
+
+def test_create_refused_once_the_credit_runs_out(emulator, api):
+    emulator.set_faults(credit=0)
+    try:
+        assert api.ok("GET", "/api/v0/users/current")["credit"] == 0
+        response = api.call("PUT", "/api/v0/asks/%d/" % RTX_3090, json=dict(CLI_CREATE_BODY, image=IMAGE, disk=10.0))
+        body = response.json()
+        assert (response.status_code, body["success"], body["error"]) == (400, False, "insufficient_credit")
+        assert "insufficient_credit" in body["msg"]
+        assert RTX_3090 in [o["id"] for o in api.ok("POST", "/api/v0/bundles/", json={})["offers"]]
+    finally:
+        emulator.set_faults(credit=25)
+    assert api.ok("GET", "/api/v0/users/current")["credit"] == 25
+
+
+def test_search_refuses_unknown_order_columns(api):
+    response = api.call("POST", "/api/v0/bundles/", json=dict(GUIDE_QUERY, order=[["dph_totl", "asc"]]))
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    assert "dph_totl" in response.json()["msg"]
+    assert api.call("POST", "/api/v0/bundles/", json=dict(GUIDE_QUERY, order=[["dph", "asc"]])).status_code == 200
 
 
 def test_bid_below_min_bid_waits_unscheduled(emulator, api):
@@ -508,6 +589,15 @@ def test_proxy_only_runtype_then_host_lost(emulator, api, keys):
     assert final["destroyed"] and ledger_row(emulator, instance_id)["rented_seconds"] == final["rented_seconds"]
 
 
+def test_state_change_refuses_unknown_keys_next_to_state(api, rented):
+    before = api.show(rented)["intended_status"]
+    wanted = "running" if before == "stopped" else "stopped"
+    response = api.call("PUT", "/api/v0/instances/%d/" % rented, json={"state": wanted, "force": True})
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_args")
+    assert "unexpected field force" in response.json()["msg"]
+    assert api.show(rented)["intended_status"] == before
+
+
 def test_destroy_removes_the_container(emulator, api, rented):
     assert api.ok("DELETE", "/api/v0/instances/%d/" % rented, json={}) == {
         "success": True, "msg": "Instance destroyed successfully"}
@@ -524,6 +614,18 @@ def test_key_never_logged(emulator, state_dir):
     assert emulator.api_key not in state
     assert all("?" not in entry["path"] for entry in emulator.state()["requests"])
     assert emulator.api_key not in (state_dir / "emulator.log").read_text()
+
+
+def test_destroy_of_an_unknown_id_in_each_form(emulator, api):
+    gone = api.call("DELETE", "/api/v0/instances/%d/" % 1, json={})
+    assert (gone.status_code, gone.json()["error"]) == (404, "no_such_instance")
+    emulator.set_faults(destroy_gone_form="400")
+    try:
+        gone = api.call("DELETE", "/api/v0/instances/%d/" % 1, json={})
+        assert (gone.status_code, gone.json()) == (400, {"success": False, "error": "invalid_args",
+                                                         "msg": "invalid instance_id"})
+    finally:
+        emulator.set_faults(destroy_gone_form="404")
 
 
 def test_reset_clears_everything(emulator, api):

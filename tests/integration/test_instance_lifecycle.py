@@ -176,6 +176,31 @@ def test_contract_above_max_price_is_destroyed_and_the_next_offer_taken(ansible,
     assert results["Rent"]["instance"]["dph_total"] <= GUIDE_FILTERS["max_dph"]
 
 
+def test_a_mistyped_image_rents_at_most_once_and_the_message_names_the_image_and_the_pull_error(ansible, emulator):
+    typo = "vastai/base-image:cuda-12.8.1-auot"
+    emulator.set_faults(missing_images=[typo])  # the registry has no such tag: the pull fails on every machine
+    runner, results = ansible.playbook([rent_task(image=typo)])
+    assert runner.status == "failed"
+    message = results["Rent"]["msg"]
+    creates = [r for r in api_requests(emulator) if r["method"] == "PUT" and r["path"].startswith("/api/v0/asks/")]
+    assert len(creates) == 1
+    (instance,) = emulator.state()["instances"]
+    assert instance["destroyed"] and live_instances(emulator) == [] and emulator.containers() == []
+    assert typo in message and "manifest unknown" in message and "Instance %d was destroyed" % instance["id"] in message
+    assert "Relax the filters" not in message
+    assert results["Rent"]["instance_id"] == instance["id"]
+
+
+def test_an_account_out_of_credit_rents_nothing_and_says_so(ansible, emulator):
+    emulator.set_faults(credit=0)
+    runner, results = ansible.playbook([rent_task()])
+    assert runner.status == "failed"
+    assert "insufficient_credit" in results["Rent"]["msg"]
+    creates = [r for r in api_requests(emulator) if r["method"] == "PUT" and r["path"].startswith("/api/v0/asks/")]
+    assert [r["status"] for r in creates] == [400]
+    assert emulator.state()["instances"] == []
+
+
 def test_state_absent_leaves_no_container_and_is_idempotent(ansible, emulator):
     runner = ansible.playbook([rent_task()])[0]
     assert runner.status == "successful"
@@ -211,6 +236,7 @@ def test_stop_and_start_by_label(ansible, emulator):
     ({"state": "exploded"}, "state"),
     ({"label": ""}, "label"),
     ({"query": {"gpu_nmae": {"eq": "RTX 5090"}}}, "gpu_nmae"),
+    ({"image": "nvidia/CUDA:12.8.0-devel-ubuntu22.04"}, "image"),
 ])
 def test_bad_input_fails_before_any_request_naming_the_option(ansible, emulator, args, option):
     runner, results = ansible.playbook([rent_task(**args)])

@@ -15,6 +15,7 @@ BAD_INPUTS = {
                     "data_sync_local_files.stak_python"),
     "disk": ({"vastai_disk_gb": 1}, "vastai_disk_gb"),
     "gpu": ({"vastai_gpu_name": "RTX 9999"}, "vastai_gpu_name"),
+    "image": ({"vastai_image": "nvidia/CUDA:12.8.0-devel-ubuntu22.04"}, "vastai_image"),
     "public_key": ({"vastai_ssh_public_key_file": "/nonexistent/id_ed25519.pub"}, "vastai_ssh_public_key_file"),
 }
 

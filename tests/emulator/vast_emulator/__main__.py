@@ -1,5 +1,5 @@
 """Entry point: python -m vast_emulator --host 127.0.0.1 --port 0 --state-dir DIR [--catalog F] [--image I]
-[--known-image PATTERN ...] [--api-key K]"""
+[--missing-image IMAGE ...] [--api-key K]"""
 
 import argparse
 import json
@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from .account import DEFAULT_IMAGES, Account
+from .account import Account
 from .containers import Docker, state_dir_hash
 from .server import EmulatorServer
 
@@ -23,9 +23,9 @@ def parse_args(argv):
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--catalog", help="offers JSON ({\"offers\": [...]}); default: the bundled catalog.json")
     parser.add_argument("--image", default=DEFAULT_IMAGE, help="image every rented instance runs")
-    parser.add_argument("--known-image", action="append", dest="known_images", metavar="PATTERN",
-                        help="an image name (shell pattern) the emulated registry holds; repeatable; instances "
-                             "of any other image fail as a failed pull. Default: %s" % ", ".join(DEFAULT_IMAGES))
+    parser.add_argument("--missing-image", action="append", dest="missing_images", metavar="IMAGE", default=[],
+                        help="an image the emulated registry does not have (its pull fails); repeatable. Any other "
+                             "well-formed image reference pulls (and runs as --image)")
     parser.add_argument("--api-key", default=os.environ.get("VAST_EMULATOR_API_KEY"),
                         help="the one valid key (or env VAST_EMULATOR_API_KEY, which keeps it out of `ps`); "
                              "default: a random 64-hex key")
@@ -47,7 +47,7 @@ def main(argv=None):
     os.makedirs(args.state_dir, exist_ok=True)
     api_key = args.api_key or secrets.token_hex(32)
     docker = Docker(args.image, state_dir_hash(args.state_dir))
-    account = Account(docker, args.catalog, args.known_images or DEFAULT_IMAGES)
+    account = Account(docker, args.catalog, args.missing_images)
     server = EmulatorServer((args.host, args.port), account, api_key)
 
     stop = threading.Event()

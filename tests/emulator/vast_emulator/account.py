@@ -6,8 +6,8 @@ generation counter so a boot watcher notices that a stop, start or destroy overt
 """
 
 import base64
-import fnmatch
 import json
+import re
 import secrets
 import threading
 import time
@@ -34,8 +34,21 @@ FILTERABLE_COLUMNS = {"id", "actual_status", "intended_status", "cur_state", "ne
                       "verification", "machine_id", "host_id", "image_uuid", "is_bid", "template_id", "start_date"}
 PAGE_SIZE = 25
 PULL_PROGRESS = "Pulling image: 3f4ac1d2e8b7: Downloading [=======>          ]  1.27GB/3.02GB"
-# Images the emulated registry holds (shell patterns); every one of them runs as the test host image.
-DEFAULT_IMAGES = ("nvidia/cuda:*-devel-ubuntu22.04", "nvidia/cuda:*-runtime-ubuntu22.04", "vastai/base-image:*")
+# Docker's reference grammar (distribution/reference): [host[:port]/]path[:tag][@digest], path lowercase.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
+IMAGE_REFERENCE = re.compile(  # the first component is a registry only with a '.' or a port, or as localhost
+    r"(?:(?:%s\.%s|localhost)(?::[0-9]+)?/|%s:[0-9]+/)?%s(?:/%s)*(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?" % (
+        _HOST, _HOST, _HOST, _COMPONENT, _COMPONENT))
+# Vast's own tag, resolved server-side to the newest build (the CLI's example image uses it).
+AUTOMATIC_TAG = ":@vastai-automatic-tag"
+# Templates (PUT /asks/ with template_hash_id): the CLI's example hash, a base-image template in SSH launch mode.
+TEMPLATES = {
+    "661d064bbda1f2a133816b6d55da07c3": {
+        "id": 108234, "name": "VastAI Base Image", "image": "vastai/base-image:@vastai-automatic-tag",
+        "runtype": "ssh_direc ssh_proxy", "env": {"-p 8080:8080": "1"}, "onstart": None},
+}
 OFFER_GONE_FORMS = ("404", "410", "400", "200")
 
 
@@ -53,6 +66,17 @@ def envelope(status, error, msg, **extra):
 
 def invalid_args(msg, **extra):
     return envelope(400, "invalid_args", "error 400/3467: Invalid args: " + msg, **extra)
+
+
+def image_reference_ok(image):
+    if image.endswith(AUTOMATIC_TAG):
+        image = image[:-len(AUTOMATIC_TAG)]
+    return len(image) <= 255 and IMAGE_REFERENCE.fullmatch(image) is not None
+
+
+def invalid_instance_id():
+    """The other way Vast answers a destroy of an id it does not know (reference section 3.5)."""
+    return envelope(400, "invalid_args", "invalid instance_id")
 
 
 def no_such_instance():
@@ -93,7 +117,7 @@ class Instance:
         self.created_at = time.time()
         self.destroyed_at = None
         self.gpu_dph = 0.0  # set with the contract price; the storage part is record["storage_total_cost"]
-        self.image_known = True
+        self.pull_error = None  # the docker pull error of an image that cannot be pulled
         self.unscheduled = False  # a bid below min_bid waits for the GPU and never runs
         self.host_lost = False
         self.memory_mb = None  # a host that gives the container less RAM than its offer promised (fault short_ram)
@@ -108,10 +132,10 @@ class Instance:
 
 
 class Account:
-    def __init__(self, docker, catalog_path=None, images=DEFAULT_IMAGES):
+    def __init__(self, docker, catalog_path=None, missing_images=()):
         self.docker = docker
         self.catalog_path = catalog_path
-        self.images = tuple(images)
+        self.missing_images = tuple(missing_images)
         self.lock = threading.RLock()
         self.next_instance_id = 28765432
         self.next_key_id = 1234
@@ -123,10 +147,12 @@ class Account:
         self.instances = {}
         self.ssh_keys = []
         self.requests = []
-        self.faults = {"rate_limit": 0, "server_error": 0, "offer_taken": [], "offer_taken_count": 0,
+        self.deposited = INITIAL_CREDIT  # credit = deposited - spent (the ledger's total)
+        self.faults = {"missing_images": list(self.missing_images),
+                       "rate_limit": 0, "server_error": 0, "offer_taken": [], "offer_taken_count": 0,
                        "offer_taken_form": "404",
                        "stuck_loading": 0, "short_ram": 0, "overprice": {"count": 0, "factor": 1.0}, "boot_delay": 0.0,
-                       "create_delay": 0.0}
+                       "create_delay": 0.0, "destroy_gone_form": "404"}
 
     # ---- offers -------------------------------------------------------------------------------------------
 
@@ -140,6 +166,7 @@ class Account:
     def create_instance(self, offer_id, body):
         """PUT /asks/{id}/: validates, takes the offer and starts the container in the background."""
         request = _validate_create(offer_id, body)
+        credit = self.current_user()["credit"]
         with self.lock:
             delay = self.faults["create_delay"]
         if delay:  # a slow service: the contract exists, and is listed, only once the create answers
@@ -153,6 +180,12 @@ class Account:
             if request["disk"] > offer["disk_space"]:
                 raise invalid_args("disk %s GB is more than the %s GB this offer has" % (
                     request["disk"], offer["disk_space"]), ask_id=offer_id)
+            if credit <= 0:
+                raise envelope(400, "insufficient_credit", "insufficient_credit: your credit balance is $%.2f; add "
+                               "credit (Billing) before renting" % credit, ask_id=offer_id)
+            outbid = request["price"] is not None and request["price"] < offer["min_bid"]
+            if outbid and request["cancel_unavail"]:  # it cannot start now, and the renter said not to wait
+                raise offer_gone(offer_id, "410")
             offer["rented"] = True
             instance = self._new_instance(offer, request)
             self.instances[instance.id] = instance
@@ -196,7 +229,8 @@ class Account:
             id=instance_id, actual_status=None, intended_status="running", cur_state="running", next_state="running",
             status_msg=None, label=request["label"], image_uuid=request["image"], image_args=[],
             image_runtype=request["runtype"], extra_env=[[key, str(value)] for key, value in request["env"].items()],
-            onstart=request["onstart"], template_id=None, template_hash_id=None, template_name=None,
+            onstart=request["onstart"], template_id=request["template"].get("id"),
+            template_hash_id=request["template_hash_id"], template_name=request["template"].get("name"),
             jupyter_token=secrets.token_hex(32), ssh_host="127.0.0.1", ssh_idx="1", ssh_port=None,
             machine_dir_ssh_port=None, public_ipaddr="127.0.0.1", local_ipaddrs="127.0.0.1 ", ports=None,
             direct_port_start=-1, direct_port_end=-1, gpu_totalram=offer["gpu_total_ram"],
@@ -213,11 +247,13 @@ class Account:
         if self.faults["short_ram"] > 0:  # the host gives the container far less RAM than the offer says
             self.faults["short_ram"] -= 1
             instance.memory_mb = SHORT_RAM_MB
-        # The proxy endpoint exists from creation on and keeps its port for the contract's life.
+        # The proxy endpoint exists from creation on and keeps its port for the contract's life. With a jupyter
+        # runtype the proxy's ssh_port leads to jupyter and SSH is at ssh_port + 1, where the CLI's ssh-url looks.
         instance.proxy = TcpProxy(lambda: instance.sshd_port)
-        record["ssh_port"] = instance.proxy.port
+        jupyter = "jupyter" in request["runtype"]
+        record["ssh_port"] = instance.proxy.port - 1 if jupyter else instance.proxy.port
         instance.direct = request["direct"]
-        instance.image_known = any(fnmatch.fnmatchcase(request["image"], pattern) for pattern in self.images)
+        instance.pull_error = self._pull_error(request["image"])
         if bid and request["price"] < offer["min_bid"]:
             # Outbid from the start: the contract exists (and its disk bills) but the GPU goes to higher bids.
             instance.unscheduled = True
@@ -225,6 +261,15 @@ class Account:
                 "Required resources are currently unavailable, state change queued: bid $%s/h is below the "
                 "current minimum $%s/h" % (request["price"], offer["min_bid"])))
         return instance
+
+    def _pull_error(self, image):
+        """What `docker pull` says for an image the emulated registry cannot serve; None when it pulls."""
+        if not image_reference_ok(image):
+            return "Error response from daemon: invalid reference format: %s" % image
+        if image in self.faults["missing_images"]:
+            return "Error response from daemon: manifest for %s not found: manifest unknown: manifest unknown" % (
+                image if ":" in image.rsplit("/", 1)[-1] else image + ":latest")
+        return None
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
@@ -236,7 +281,7 @@ class Account:
 
     def _boot(self, instance, generation):
         """Creates (first time) and starts the container, then waits for sshd before the instance shows as running."""
-        if instance.unscheduled or not instance.image_known:
+        if instance.unscheduled or instance.pull_error:
             self._set_if_current(instance, generation, **self._never_starts(instance))
             return
         with instance.docker_lock:
@@ -273,9 +318,7 @@ class Account:
         if instance.unscheduled:
             return {"actual_status": "scheduling", "cur_state": "stopped",
                     "status_msg": "Required resources are currently unavailable, state change queued"}
-        image = instance.record["image_uuid"]
-        return {"actual_status": "created", "status_msg": (
-            "Error response from daemon: manifest for %s not found: manifest unknown: manifest unknown" % image)}
+        return {"actual_status": "created", "status_msg": instance.pull_error}
 
     def _create_container(self, instance):
         env = dict(_plain_env(instance.record["extra_env"]))
@@ -330,6 +373,9 @@ class Account:
         instance.record.update(ports=None, gpu_util=None, gpu_temp=None, cpu_util=None, **fields)
         return instance.generation
 
+    def _live_ids(self):
+        return {instance.id for instance in self.instances.values() if not instance.destroyed}
+
     def _get_live(self, instance_id):
         instance = self.instances.get(instance_id)
         if instance is None or instance.destroyed:
@@ -338,6 +384,8 @@ class Account:
 
     def destroy_instance(self, instance_id):
         with self.lock:
+            if self.faults["destroy_gone_form"] == "400" and instance_id not in self._live_ids():
+                raise invalid_instance_id()
             instance = self._get_live(instance_id)
             self._destroy_locked(instance)
         with instance.docker_lock:
@@ -358,6 +406,9 @@ class Account:
         """PUT /instances/{id}/: {"state": "stopped"|"running"} and/or {"label": text}."""
         if not isinstance(body, dict) or not ({"state", "label"} & set(body)):
             raise invalid_args("expected state or label")
+        for key in body:
+            if key not in ("state", "label"):
+                raise invalid_args("unexpected field %s" % key)
         state = body.get("state")
         if state is not None and state not in ("running", "stopped"):
             raise invalid_args("state must be running or stopped")
@@ -555,7 +606,7 @@ class Account:
         with self.lock:
             first_key = self.ssh_keys[0]["key"] if self.ssh_keys else None
         return {"id": self.user_id, "key_id": 990011, "username": "voltx-emulator", "fullname": "Voltx Emulator",
-                "email": "emulator@voltx.invalid", "email_verified": True, "credit": round(INITIAL_CREDIT - spent, 7),
+                "email": "emulator@voltx.invalid", "email_verified": True, "credit": round(self.deposited - spent, 7),
                 "balance": round(-spent, 7), "balance_threshold": 0.0, "balance_threshold_enabled": False,
                 "billed_expected": 0.0, "billed_verified": 0.0, "billing_creditonly": True, "can_pay": True,
                 "has_billing": True, "has_payout": False, "got_signup_credit": True, "last4": None,
@@ -572,6 +623,16 @@ class Account:
             for name in ("boot_delay", "create_delay"):
                 if name in body:
                     self.faults[name] = float(body[name])
+            if "destroy_gone_form" in body:
+                if str(body["destroy_gone_form"]) not in ("404", "400"):
+                    raise envelope(400, "invalid_args", "destroy_gone_form must be 404 or 400")
+                self.faults["destroy_gone_form"] = str(body["destroy_gone_form"])
+            if "missing_images" in body:
+                if not isinstance(body["missing_images"], list):
+                    raise envelope(400, "invalid_args", "missing_images must be a list of image names")
+                self.faults["missing_images"] = [str(image) for image in body["missing_images"]]
+            if "credit" in body:  # the account's credit from now on: deposits are the spent total plus this
+                self.deposited = float(body["credit"]) + self.ledger()["total"]
             if "overprice" in body:
                 spec = body["overprice"]
                 self.faults["overprice"] = {"count": int(spec.get("count", 1)), "factor": float(spec["factor"])}
@@ -672,13 +733,19 @@ def _validate_create(offer_id, body):
         if value is not None and not TYPE_CHECKS[kind](value):
             raise invalid_args("%s must be of type %s, got %s" % (key, kind, type(value).__name__),
                                ask_id=offer_id)
-    image = body.get("image")
+    template_hash = body.get("template_hash_id")
+    template = {}
+    if template_hash is not None:
+        template = TEMPLATES.get(template_hash)
+        if template is None:
+            raise invalid_args("template_hash_id %s does not name a template" % template_hash, ask_id=offer_id)
+    image = body.get("image") or template.get("image")  # the request wins over the template
     if not isinstance(image, str) or not image.strip():
-        raise invalid_args("image is required", ask_id=offer_id)
+        raise invalid_args("image is required (or a template_hash_id whose template names one)", ask_id=offer_id)
     disk = 10 if body.get("disk") is None else body["disk"]
     if disk < 8:
         raise invalid_args("disk must be at least 8 GB", ask_id=offer_id)
-    env = body.get("env") or {}
+    env = dict(template.get("env") or {}, **(body.get("env") or {}))
     for name, value in env.items():
         if not isinstance(value, str):
             raise invalid_args("env value of %s must be a string" % name, ask_id=offer_id)
@@ -689,15 +756,20 @@ def _validate_create(offer_id, body):
     label = body.get("label")
     if label is not None and len(label) > 1024:
         raise invalid_args("label must be at most 1024 characters", ask_id=offer_id)
-    onstart = body.get("onstart")
+    onstart = body.get("onstart") or template.get("onstart")
     if onstart is not None and len(onstart) > 4048:
         raise invalid_args("onstart must be at most 4048 characters", ask_id=offer_id)
-    runtype = body.get("runtype") or "ssh"  # the SDK leaves it out; the server's default is ssh
+    runtype = body.get("runtype") or template.get("runtype") or "ssh"  # the SDK leaves it out: default ssh
     unknown = set(runtype.split()) - RUNTYPE_TOKENS
     if unknown or not runtype.split():
         raise invalid_args("invalid runtype %r" % runtype, ask_id=offer_id)
+    # Omitted, cancel_unavail is false for a bid and true for on-demand (reference section 3.2).
+    cancel_unavail = body.get("cancel_unavail")
+    if cancel_unavail is None:
+        cancel_unavail = price is None
     return {"image": image.strip(), "disk": disk, "env": env, "price": price, "label": label, "onstart": onstart,
-            "runtype": runtype, "direct": bool(set(runtype.split()) & DIRECT_TOKENS)}
+            "runtype": runtype, "direct": bool(set(runtype.split()) & DIRECT_TOKENS), "cancel_unavail": cancel_unavail,
+            "template_hash_id": template_hash, "template": template}
 
 
 def _plain_env(pairs):

@@ -99,7 +99,13 @@ def search(offers, query):
         if name not in SEARCH_FIELDS:
             raise QueryError("Error in query parameters: %s is not a valid search key" % name)
     matches = [view for view in views if all(_matches(view, name, spec) for name, spec in filters)]
-    sort_rows(matches, query.get("order") or [["score", "desc"]])
+    order = query.get("order") or [["score", "desc"]]
+    for entry in order if isinstance(order, list) else ():
+        if isinstance(entry, (list, tuple)) and entry and entry[0] not in SEARCH_FIELDS:
+            raise QueryError("Error in query parameters: %s is not a valid order column" % (entry[0],))
+        if isinstance(entry, (list, tuple)) and len(entry) > 1 and str(entry[1]).lower() not in ("asc", "desc"):
+            raise QueryError("Error in query parameters: order direction must be asc or desc, got %s" % (entry[1],))
+    sort_rows(matches, order)
     limit = _number(query.get("limit"))
     return matches[:min(int(limit), MAX_OFFERS) if limit is not None else MAX_OFFERS]
 

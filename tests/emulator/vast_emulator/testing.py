@@ -66,7 +66,7 @@ def _read_ready_line(process, timeout):
 
 
 @contextlib.contextmanager
-def running_emulator(state_dir, image=None, api_key=None, catalog=None, known_images=None, ready_timeout=30):
+def running_emulator(state_dir, image=None, api_key=None, catalog=None, missing_images=None, ready_timeout=30):
     """Starts the emulator; on exit stops it and force-removes every container carrying its label.
 
     Its stderr goes to STATE_DIR/emulator.log.
@@ -77,8 +77,8 @@ def running_emulator(state_dir, image=None, api_key=None, catalog=None, known_im
                "--state-dir", state_dir, "--image", image]
     if catalog:
         command += ["--catalog", catalog]
-    for pattern in known_images or ():
-        command += ["--known-image", pattern]
+    for image in missing_images or ():
+        command += ["--missing-image", image]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [EMULATOR_ROOT, os.environ.get("PYTHONPATH")])))
     env.pop("VAST_EMULATOR_API_KEY", None)
     if api_key:

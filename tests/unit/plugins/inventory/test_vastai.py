@@ -647,6 +647,27 @@ def test_api_key_from_cli_key_file(tmp_path, rows, real_client):
     assert session.requests[0]["headers"]["Authorization"] == "Bearer " + API_KEY
 
 
+class TfaExpiredSession(FakeSession):
+    """Refuses the 2FA session key as expired (404, the CLI's signal) and serves the API key file's key."""
+
+    def request(self, method, url, params=None, json=None, headers=None, timeout=None):  # pylint: disable=redefined-outer-name
+        if headers["Authorization"] == "Bearer " + "f" * 64:
+            self.requests.append({"method": method, "url": url, "params": params, "headers": headers})
+            return FakeResponse(404, {"msg": "Session expired. Please log in again."})
+        return super().request(method, url, params=params, json=json, headers=headers, timeout=timeout)
+
+
+def test_an_expired_tfa_session_key_gives_way_to_the_cli_key_file(tmp_path, rows, real_client):
+    session = real_client(TfaExpiredSession(rows))
+    config = tmp_path / "home" / ".config" / "vastai"
+    config.mkdir(parents=True)
+    (config / "vast_tfa_key").write_text("f" * 64 + "\n")
+    (config / "vast_api_key").write_text(API_KEY + "\n")
+    inventory, dummy = parse(write_config(tmp_path))
+    assert [r["headers"]["Authorization"] for r in session.requests[:2]] == ["Bearer " + "f" * 64, "Bearer " + API_KEY]
+    assert inventory.hosts
+
+
 def test_no_key_anywhere_is_one_warning_line_saying_where_the_key_goes_and_no_host(tmp_path, rows, real_client,
                                                                                    monkeypatch):
     session = real_client(FakeSession(rows))

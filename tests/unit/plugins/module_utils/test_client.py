@@ -113,6 +113,62 @@ def test_key_empty_values_skipped(tmp_path):
     assert resolve_api_key("  ", environ={"VAST_API_KEY": ""}, home=str(tmp_path))[0] == "legacy"
 
 
+def test_key_tfa_file_before_api_key_file_under_xdg_config_home(tmp_path):
+    write(str(tmp_path / "cfg" / "vastai" / "vast_tfa_key"), " session\n")
+    write(str(tmp_path / "cfg" / "vastai" / "vast_api_key"), "long-lived")
+    write(str(tmp_path / ".config" / "vastai" / "vast_tfa_key"), "default-dir")
+    key, source = resolve_api_key(None, environ={"XDG_CONFIG_HOME": str(tmp_path / "cfg")}, home=str(tmp_path))
+    assert (key, source) == ("session", str(tmp_path / "cfg" / "vastai" / "vast_tfa_key"))
+    assert resolve_api_key(None, environ={"VAST_API_KEY": "env"}, home=str(tmp_path))[0] == "env"
+
+
+def test_key_empty_tfa_file_falls_back_to_api_key_file(tmp_path):
+    write(str(tmp_path / ".config" / "vastai" / "vast_tfa_key"), "\n")
+    write(str(tmp_path / ".config" / "vastai" / "vast_api_key"), "long-lived")
+    assert resolve_api_key(None, environ={}, home=str(tmp_path))[0] == "long-lived"
+
+
+def test_tfa_key_sent_as_bearer_and_kept_out_of_errors(tmp_path):
+    write(str(tmp_path / ".config" / "vastai" / "vast_tfa_key"), KEY)
+    session = FakeSession(FakeResponse(500, {"msg": "boom %s" % KEY}))
+    client = VastClient(api_url="http://vast.test", session=session, environ={}, home=str(tmp_path))
+    with pytest.raises(VastError) as err:
+        client.current_user()
+    assert session.calls[0]["headers"]["Authorization"] == "Bearer " + KEY
+    assert KEY not in str(err.value) and KEY not in json.dumps(err.value.body)
+    assert KEY not in client.api_key_source
+
+
+TFA_KEY = "fedcba9876543210" * 4
+
+
+@pytest.mark.parametrize("expired", [
+    FakeResponse(404, {"msg": "Session expired. Please log in again."}),
+    FakeResponse(401, {"success": False, "error": "auth_error", "msg": "Invalid user key"}),
+])
+def test_an_expired_tfa_session_gives_way_once_to_the_api_key_file(tmp_path, expired):
+    write(str(tmp_path / ".config" / "vastai" / "vast_tfa_key"), TFA_KEY)
+    write(str(tmp_path / ".config" / "vastai" / "vast_api_key"), KEY)
+    session = FakeSession(expired, FakeResponse(200, {"id": 1}), expired)
+    client = VastClient(api_url="http://vast.test", session=session, environ={}, home=str(tmp_path))
+    assert client.secrets() == [TFA_KEY, KEY]
+    assert client.current_user() == {"id": 1}
+    assert [call["headers"]["Authorization"] for call in session.calls] == ["Bearer " + TFA_KEY, "Bearer " + KEY]
+    assert client.api_key_source == str(tmp_path / ".config" / "vastai" / "vast_api_key")
+    with pytest.raises(VastError) as err:  # the API key file's key is not replaced in turn
+        client.current_user()
+    assert len(session.calls) == 3 and TFA_KEY not in str(err.value) and KEY not in str(err.value)
+
+
+def test_no_fallback_for_a_key_that_is_not_a_tfa_session(tmp_path):
+    write(str(tmp_path / ".config" / "vastai" / "vast_api_key"), "other")
+    session = FakeSession(FakeResponse(401, {"msg": "Invalid user key"}))
+    client = VastClient(api_key=KEY, api_url="http://vast.test", session=session, environ={}, home=str(tmp_path))
+    with pytest.raises(VastAuthError):
+        client.current_user()
+    assert len(session.calls) == 1
+
+
 def test_key_missing_names_places(tmp_path):
     with pytest.raises(VastConfigError) as err:
         resolve_api_key(None, environ={}, home=str(tmp_path))
@@ -120,6 +176,7 @@ def test_key_missing_names_places(tmp_path):
     assert "VAST_API_KEY" in msg and "api_key" in msg
     assert str(tmp_path / ".vast_api_key") in msg
     assert os.path.join(".config", "vastai", "vast_api_key") in msg
+    assert os.path.join(".config", "vastai", "vast_tfa_key") in msg
 
 
 def test_api_url_resolution():
@@ -440,6 +497,23 @@ def test_destroy_idempotent(reply, expected):
     client, session, _sleeps = make_client(reply)
     assert client.destroy_instance(3) is expected
     assert session.calls[0]["method"] == "DELETE" and session.calls[0]["json"] == {}
+
+
+INVALID_ID = FakeResponse(400, {"success": False, "error": "invalid_args", "msg": "invalid instance_id"})
+
+
+def test_destroy_answered_invalid_id_is_gone_once_a_look_up_agrees():
+    client, session, _sleeps = make_client(INVALID_ID, FakeResponse(200, {"instances": None}))
+    assert client.destroy_instance(3) is False
+    assert [(call["method"], call["url"]) for call in session.calls] == [
+        ("DELETE", "http://vast.test/api/v0/instances/3/"), ("GET", "http://vast.test/api/v0/instances/3/")]
+
+
+def test_destroy_answered_invalid_id_while_the_instance_is_listed_fails():
+    client, _session, _sleeps = make_client(INVALID_ID, FakeResponse(200, {"instances": {"id": 3}}))
+    with pytest.raises(VastError) as err:
+        client.destroy_instance(3)
+    assert err.value.status == 400 and "invalid instance_id" in str(err.value)
 
 
 def test_set_state_validates():

@@ -9,6 +9,8 @@ from ansible_collections.voltx.vastai.plugins.module_utils._instance import (
     choose_next_offer,
     classify_progress,
     find_account_key,
+    image_failed,
+    image_reference_problem,
     key_identity,
     outcome_for,
     parse_public_key,
@@ -130,3 +132,37 @@ def test_probe_ssh_refused():
         raise ConnectionRefusedError("no")
     assert probe_ssh("h", 22, connect=refuse) is False
     assert probe_ssh(None, 22) is False
+
+
+@pytest.mark.parametrize("image", [
+    "nvidia/cuda:12.8.0-devel-ubuntu22.04", "pytorch/pytorch", "vastai/base-image:@vastai-automatic-tag",
+    "ghcr.io/org/team/img:v1.2_rc-3", "localhost:5000/x", "registry:5000/a/b", "Registry.Example.com/lower/case",
+    "ubuntu@sha256:" + "ab" * 32, "a__b/c--d.e",
+])
+def test_image_references_docker_takes(image):
+    assert image_reference_problem(image) is None
+
+
+@pytest.mark.parametrize("image, problem", [
+    ("", "is empty"),
+    ("nvidia/cuda 12.8", "contains whitespace"),
+    ("nvidia/CUDA:12.8.0", "upper case"),
+    ("NVIDIA/cuda", "upper case"),
+    ("nvidia/cuda:", "malformed tag"),
+    ("nvidia/cuda:12:8", "malformed tag"),
+    ("nvidia//cuda", "is not a docker image reference"),
+    ("-nvidia/cuda", "is not a docker image reference"),
+    ("ubuntu@sha256:abc", "is not a docker image reference"),
+    ("a" * 256, "longer than"),
+])
+def test_image_references_docker_refuses(image, problem):
+    assert problem in image_reference_problem(image)
+
+
+def test_only_pull_errors_that_blame_the_image_count_as_image_failures():
+    assert image_failed({"status_msg": "Error response from daemon: manifest for x:1 not found: manifest unknown"})
+    assert image_failed({"status_msg": "Error response from daemon: pull access denied for nope, repository does "
+                                       "not exist or may require 'docker login'"})
+    assert not image_failed({"status_msg": "Error response from daemon: Get https://registry-1.docker.io/v2/: "
+                                           "net/http: TLS handshake timeout"})
+    assert not image_failed({"status_msg": None})

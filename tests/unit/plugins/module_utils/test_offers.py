@@ -18,18 +18,20 @@ GUIDE = dict(gpu_name="RTX_5090", num_gpus=1, min_cpu_cores=128, min_ram_gb=64, 
 
 
 def test_guide_filters_exact_query():
+    # Numbers in the CLI's string form, as `vastai --curl search offers` sends them (vast-api.md section 3.1);
+    # cpu_ram is multiplied by the CLI and so goes out as a float.
     assert build_offer_query(**GUIDE) == {
         "verified": {"eq": True},
         "external": {"eq": False},
         "rentable": {"eq": True},
         "gpu_name": {"eq": "RTX 5090"},
-        "num_gpus": {"eq": 1},
-        "cpu_cores_effective": {"gte": 128},
+        "num_gpus": {"eq": "1"},
+        "cpu_cores_effective": {"gte": "128"},
         "cpu_ram": {"gte": 64000.0},
-        "disk_space": {"gte": 250},
-        "cuda_max_good": {"gte": 12.8},
-        "dph_total": {"lte": 0.2},
-        "reliability": {"gte": 0.95},
+        "disk_space": {"gte": "250"},
+        "cuda_max_good": {"gte": "12.8"},
+        "dph_total": {"lte": "0.2"},
+        "reliability": {"gte": "0.95"},
         "order": [["dph_total", "asc"]],
         "type": "on-demand",
         "allocated_storage": 250.0,
@@ -37,10 +39,10 @@ def test_guide_filters_exact_query():
 
 
 def test_defaults_and_extras():
-    assert build_offer_query(min_host_cpu_cores=128)["cpu_cores"] == {"gte": 128}
+    assert build_offer_query(min_host_cpu_cores=128)["cpu_cores"] == {"gte": "128"}
     q = build_offer_query(min_inet_up_mbps=500, min_duration_days=3, rental_type="interruptible", limit=10,
                           verified=False, allocated_storage=100)
-    assert q["inet_up"] == {"gte": 500}
+    assert q["inet_up"] == {"gte": "500"}
     assert q["duration"] == {"gte": 259200.0}
     assert q["type"] == "bid"
     assert q["limit"] == 10
@@ -53,12 +55,25 @@ def test_raw_query_merged_last_with_aliases():
     q = build_offer_query(max_dph=0.3, query={"dph": {"lte": 0.25}, "gpu_name": {"in": ["RTX_4090", "RTX 5090"]},
                                               "geolocation": {"notin": ["CN"]}, "cuda_vers": {"gte": 12},
                                               "verified": None, "static_ip": True})
-    assert q["dph_total"] == {"lte": 0.25}
+    assert q["dph_total"] == {"lte": "0.25"}
     assert q["gpu_name"] == {"in": ["RTX 4090", "RTX 5090"]}
     assert q["geolocation"] == {"notin": ["CN"]}
-    assert q["cuda_max_good"] == {"gte": 12}
+    assert q["cuda_max_good"] == {"gte": "12"}
     assert "verified" not in q
     assert q["static_ip"] == {"eq": True}
+
+
+def test_raw_query_values_in_the_cli_wire_form():
+    q = build_offer_query(query={"machine_id": {"notin": [7, 12]}, "gpu_ram": {"gte": 24000},
+                                 "driver_version": {"gte": 535086005.0}, "duration": {"gte": 86400},
+                                 "rented": {"eq": None}, "compute_cap": 1200})
+    assert q["machine_id"] == {"notin": ["7", "12"]}
+    assert q["gpu_ram"] == {"gte": 24000.0} and q["duration"] == {"gte": 86400.0}
+    assert q["driver_version"] == {"gte": 535086005}
+    assert q["rented"] == {"eq": None} and q["compute_cap"] == {"eq": "1200"}
+    # The client's own re-check still compares the string forms as numbers.
+    assert offer_problems(good_offer(machine_id=7), q) and not offer_problems(
+        good_offer(machine_id=8, gpu_ram=24576, driver_vers=570124004, duration=90000, compute_cap=1200), q)
 
 
 def test_unknown_query_field():

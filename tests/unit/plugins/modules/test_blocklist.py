@@ -37,7 +37,7 @@ def test_the_rent_skips_a_blocklisted_machine(vast, clock, blocklist_file):
     vast.offers = [offer(11, 0.15, machine_id=38411), offer(12, 0.19, machine_id=38542)]
     kind, result, _m = run(vast, clock, dict(GUIDE))
     assert kind == "ok" and result["attempts"][0]["offer_id"] == 12
-    assert result["query"]["machine_id"] == {"notin": [38411]}
+    assert result["query"]["machine_id"] == {"notin": ["38411"]}
 
 
 def test_offer_info_skips_a_blocklisted_machine_and_keeps_the_users_own_exclusions(vast, blocklist_file):
@@ -47,7 +47,7 @@ def test_offer_info_skips_a_blocklisted_machine_and_keeps_the_users_own_exclusio
     with pytest.raises(ModuleExit) as info:
         offer_info.VastOfferInfo(module, client=vast).execute()
     assert [o["id"] for o in info.value.result["offers"]] == [12]
-    assert info.value.result["query"]["machine_id"] == {"notin": [5, 38411]}
+    assert info.value.result["query"]["machine_id"] == {"notin": ["5", "38411"]}
 
 
 def test_a_malformed_blocklist_stops_the_rent_naming_the_file(vast, clock, blocklist_file):

@@ -41,7 +41,7 @@ def test_rents_cheapest_and_waits_for_ssh(vast, clock):
     assert create[2]["disk"] == 250.0 and create[2]["runtype"] == "ssh_direc ssh_proxy"
     assert create[2]["cancel_unavail"] is True and create[2]["label"] == "voltx-train"
     query = [c for c in vast.calls if c[0] == "search_offers"][0][1]
-    assert query["disk_space"] == {"gte": 250.0} and query["allocated_storage"] == 250.0
+    assert query["disk_space"] == {"gte": "250"} and query["allocated_storage"] == 250.0
     assert "k" * 64 not in json.dumps(result)
 
 
@@ -99,6 +99,51 @@ def test_stuck_loading_destroyed_then_next(vast, clock):
 def test_exited_instance_destroyed_then_next(vast, clock):
     vast.offers = [offer(11, 0.10), offer(12, 0.15)]
     vast.statuses[11] = ["loading", "exited"]
+    kind, result, _m = run(vast, clock, dict(GUIDE))
+    assert kind == "ok"
+    assert [a["outcome"] for a in result["attempts"]] == ["failed_destroyed", "rented"]
+
+
+PULL_ERROR = ("Error response from daemon: manifest for nvidia/cuda:12.8.0-devel-ubuntu2204 not found: "
+              "manifest unknown: manifest unknown")
+
+
+def test_an_image_that_cannot_be_pulled_is_rented_once_and_named(vast, clock):
+    vast.offers = [offer(11, 0.10), offer(12, 0.15)]
+    vast.statuses[11] = ["created"]
+    vast.status_msgs[11] = PULL_ERROR
+    image = "nvidia/cuda:12.8.0-devel-ubuntu2204"
+    kind, result, _m = run(vast, clock, dict(GUIDE, image=image))
+    assert kind == "failed"
+    (iid,) = [call[1] for call in vast.calls if call[0] == "destroy_instance"]
+    assert [c[1] for c in vast.calls if c[0] == "create_instance"] == [11]
+    assert image in result["msg"] and PULL_ERROR in result["msg"] and "Instance %d was destroyed" % iid in result["msg"]
+    assert "Relax the filters" not in result["msg"]
+    assert result["instance_id"] == iid and vast.instances == {}
+    assert [(a["outcome"], a["status_msg"]) for a in result["attempts"]] == [
+        ("image_pull_failed_destroyed", PULL_ERROR)]
+
+
+def test_a_given_up_instance_that_cannot_be_destroyed_is_named(vast, clock):
+    vast.offers = [offer(11, 0.10), offer(12, 0.15)]
+    vast.statuses[11] = ["loading", "exited"]
+
+    def refuse(iid):
+        raise VastError("Vast.ai API error on DELETE (HTTP 500): boom", status=500)
+    vast.destroy_instance = refuse
+    kind, result, _m = run(vast, clock, dict(GUIDE))
+    assert kind == "failed"
+    (iid,) = vast.instances
+    assert "instance %d" % iid in result["msg"] and "may still be billing" in result["msg"]
+    assert result["instance_id"] == iid and "create_instance" in vast.verbs()
+    assert [c[1] for c in vast.calls if c[0] == "create_instance"] == [11]
+
+
+def test_a_pull_that_fails_on_the_host_tries_the_next_offer(vast, clock):
+    vast.offers = [offer(11, 0.10), offer(12, 0.15)]
+    vast.statuses[11] = ["created"]
+    vast.status_msgs[11] = ("Error response from daemon: Get https://registry-1.docker.io/v2/: net/http: "
+                            "TLS handshake timeout")
     kind, result, _m = run(vast, clock, dict(GUIDE))
     assert kind == "ok"
     assert [a["outcome"] for a in result["attempts"]] == ["failed_destroyed", "rented"]
@@ -266,7 +311,9 @@ def test_explicit_offer_id_skips_search(vast, clock):
     (dict(rental_type="interruptible"), "bid_price: is required"),
     (dict(offer_id=5), "offer_id: cannot be combined"),
     (dict(wait_timeout=0), "wait_timeout: must be at least 1"),
-    (dict(image=" "), "image: must not be empty"),
+    (dict(image=" "), "image: ' ' is empty"),
+    (dict(image="nvidia/CUDA:12.8.0-devel"), "image: 'nvidia/CUDA:12.8.0-devel' has upper case"),
+    (dict(image="nvidia/cuda 12.8"), "image: 'nvidia/cuda 12.8' contains whitespace"),
 ])
 def test_bad_input_fails_before_any_request(vast, clock, over, needle):
     kind, result, _m = run(vast, clock, dict(GUIDE, **over))

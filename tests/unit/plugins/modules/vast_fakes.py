@@ -70,6 +70,7 @@ class FakeVast:
         self.hidden_finds = 0          # find_instances_by_label calls that do not see a "created_late" instance yet
         self.statuses = {}             # offer_id -> list of actual_status values returned by successive gets
         self.contract_price = {}       # offer_id -> dph_total of the created instance
+        self.status_msgs = {}          # offer_id -> status_msg of the created instance
         self.clock = clock
         self.retry_policy = RetryPolicy(attempts=1, jitter=0)
 
@@ -93,6 +94,7 @@ class FakeVast:
                 "gpu_name": offer.get("gpu_name"), "num_gpus": offer.get("num_gpus"), "machine_id": 7,
                 "start_date": 1.0, "public_ipaddr": "203.0.113.7", "ssh_host": "ssh5.vast.ai",
                 "ssh_port": 30000 + self.next_id, "ports": None, "_offer": offer_id,
+                "status_msg": self.status_msgs.get(offer_id), "image_uuid": body.get("image"),
                 "_statuses": list(self.statuses.get(offer_id, ["loading", "running"]))}
         self.instances[inst["id"]] = inst
         return inst["id"]
