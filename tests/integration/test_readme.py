@@ -183,6 +183,13 @@ SANDBOX_COMMANDS = {"make emulator", "make emulator-stop"} | {
     for playbook in ("site.yml", "playbooks/harvest.yml", "playbooks/teardown.yml")}
 
 
+def user_campaign_commands():
+    """The Sandbox section's installed-collection campaign, which test_user_controller.py runs as an unprivileged user."""
+    block = re.search(r"<!-- user-campaign -->\s*```bash\n(.*?)^```", README, flags=re.M | re.S)
+    assert block, "README.md lost its user-campaign block"
+    return commands(block.group(1))
+
+
 CAMPAIGNS = "Campaigns: several instances at once"
 
 
@@ -234,9 +241,9 @@ def test_the_campaign_example_declares_each_instance_with_its_own_settings_befor
 
 def test_every_command_is_covered():
     """A command added to the README needs a test: each one is run here, in test_packaging.py, test_sandbox.py,
-    test_site.py or test_campaign.py, or is make's."""
+    test_site.py, test_campaign.py or test_user_controller.py, or is make's."""
     covered = (set(vast_ai_commands()) | {"make demo", "make test"} | set(controller_block()) | SANDBOX_COMMANDS
-               | set(campaign_commands()))
+               | set(campaign_commands()) | set(user_campaign_commands()))
     for block in code_blocks(README):
         for command in commands(block):
             assert command in covered or command.startswith("ansible-doc"), command

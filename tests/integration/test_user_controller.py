@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import pwd
-import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 from vast_emulator.containers import Docker, state_dir_hash
 from vast_emulator.testing import EmulatorHandle
 
+from test_readme import user_campaign_commands
 from test_site import LABEL, wait_for_jobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -97,19 +97,9 @@ def user_emulator(test_image):
         assert not left, "containers left behind: %s" % left
 
 
-def readme_user_campaign():
-    """The README's installed-collection campaign on the emulator: the shell block after its marker comment."""
-    with open(os.path.join(ROOT, "README.md")) as handle:
-        text = handle.read()
-    block = re.search(r"<!-- user-campaign -->\s*```bash\n(.*?)```", text, re.S)
-    assert block, "README.md lost its user-campaign block"
-    return [line.split("  #")[0].strip() for line in block.group(1).splitlines()
-            if line.strip() and not line.startswith("#")]
-
-
 def test_the_readme_emulator_campaign_runs_as_an_unprivileged_user_from_the_installed_tarball(
         controller_user, user_emulator):
-    lines = readme_user_campaign()
+    lines = user_campaign_commands()
     assert lines[0].startswith("export VOLTX_EMULATOR=")
     controller = os.path.join(user_emulator.state_dir, "controller")
     setup = ["export VOLTX_EMULATOR=%s" % controller] + lines[1:]
