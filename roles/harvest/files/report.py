@@ -136,14 +136,17 @@ def build_figure(series, title_lines, empty_text=None):
 
     fig = Figure(figsize=(10, 5.5), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    ax.set_title("\n".join(title_lines), fontsize=10)
+    # Text built from data (money "$0.35", log names) is shown as written, never read as mathtext.
+    ax.set_title("\n".join(title_lines), fontsize=10, parse_math=False)
     ax.set_xlabel("step (all stages, in order)")
     ax.set_ylabel("loss")
     ax.grid(True, alpha=0.3)
+    # Losses as plain numbers on the axis (0.69314), not an offset and a scale in the corner (1e-5+6.931e-1).
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     drawn = [s for s in series if s["x"]]
     if not drawn:
         ax.text(0.5, 0.5, empty_text or "no loss lines yet", transform=ax.transAxes, ha="center", va="center",
-                fontsize=12, gid="empty-state")
+                fontsize=12, gid="empty-state", parse_math=False)
         return fig
     for s in drawn:
         ax.plot(s["x"], s["loss"], linewidth=1.2, label="stage %d (%s)" % (s["stage"], s["log"]),
@@ -159,7 +162,8 @@ def build_figure(series, title_lines, empty_text=None):
         if means:
             ax.plot([m[0] for m in means], [m[1] for m in means], "o", markersize=4, color="black",
                     gid="epoch-loss-%d" % s["stage"], label="epoch mean loss" if s is drawn[0] else None)
-    ax.legend(loc="upper right", fontsize=8)
+    for text in ax.legend(loc="upper right", fontsize=8).get_texts():
+        text.set_parse_math(False)
     return fig
 
 

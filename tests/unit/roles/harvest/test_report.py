@@ -331,3 +331,23 @@ def test_earlier_instances_of_the_campaign_count_in_the_money_spent(tmp_path):
     assert (earlier["id"], earlier["hours"], earlier["spent_usd"]) == (7, 3.0, 0.6)
     assert os.stat(os.path.join(dest, "campaign.json")).st_mode & 0o777 == 0o600
     assert report.earlier_instances(str(tmp_path / "nothing-yet")) == []
+
+
+def test_the_plot_shows_dollars_and_losses_as_written(tmp_path):
+    """A title with two "$" amounts is not mathtext (it read "spent 0.01in0.1hat0.169/h"), and losses that differ in
+    the fifth decimal are read off the axis, not off an offset in its corner ("1e-5+6.931e-1")."""
+    losses = [0.693147, 0.693145, 0.693142, 0.693140]
+    series = [{"stage": 1, "log": "run_$1.log", "start": 0, "x": [1, 2, 3, 4], "loss": losses,
+               "epoch_ends": []}]
+    title = "spent $0.01 in 0.1 h at $0.169/h; ETA unknown"
+    fig = report.build_figure(series, ["Loss per step, 1 stage(s)", title])
+    svg = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # the SVG then holds each text as it is drawn
+        fig.savefig(svg, format="svg")
+    drawn = re.findall(r"<text[^>]*>([^<]*)</text>", svg.getvalue())
+    assert title in drawn and "stage 1 (run_$1.log)" in drawn
+    ax = fig.axes[0]
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    ticks = [float(t.get_text().replace("\u2212", "-")) for t in ax.get_yticklabels() if t.get_text()]
+    assert len(ticks) >= 3 and all(0.69 < t < 0.70 for t in ticks)
+    assert len(set(ticks)) == len(ticks), "each tick shows a value of its own"
