@@ -64,10 +64,18 @@ def test_a_host_that_fails_the_burn_in_is_destroyed_blocklisted_and_avoided(emul
     (entry,) = json.loads((tmp_path / "blocklist.json").read_text())["machines"]
     assert entry["machine_id"] == bad["machine_id"] and entry["reason"].startswith("burn-in: RAM")
     assert entry["instance_id"] == bad["id"] and re.match(r"\d{4}-\d\d-\d\dT", entry["date"])
+    assert "ansible-playbook voltx.vastai.rent" in failed and "playbooks/" not in failed
+    # It was rented for the campaign: its ledger counts it, with what it cost.
+    (casualty,) = json.loads((site.harvest / "campaign.json").read_text())["instances"]
+    assert casualty["id"] == bad["id"] and casualty["dph"] == bad["dph_total"] > 0
+    assert casualty["end_time"] >= casualty["start_time"] > 0
 
     site.play("playbooks/rent.yml")
     (good,) = live_instances(emulator)
     assert good["machine_id"] != bad["machine_id"]
+    site.play("playbooks/harvest.yml")
+    report = (site.harvest / "report" / "status.md").read_text()
+    assert "- of which earlier instances of the campaign: $" in report and "(%d: " % bad["id"] in report, report
     # The instance found by its label on a later run is never judged again: it may hold the data by then.
     again = site.play("playbooks/rent.yml")
     assert recap(again)[LABEL] == dict(recap(again)[LABEL], changed=0, failed=0), again[-3000:]
