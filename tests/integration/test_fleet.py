@@ -106,8 +106,12 @@ def test_the_budget_ceiling_destroys_the_instance_only_after_the_harvest(emulato
     subprocess.run(["docker", "exec", container, "sh", "-c", "mkdir -p /root/volt-x/logs && printf '%s' '" + log
                     + "' > /root/volt-x/logs/phase03.log"], check=True)
 
+    site.env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"  # the status on one line, as it was written
     output = site.play("playbooks/harvest.yml")
     assert (site.harvest / "logs" / "phase03.log").read_text() == log
+    # The status line's parts, one "; " between each, none left empty.
+    (status,) = re.findall(r'"msg": "(no stage log yet[^"]*)"', output)
+    assert "; ETA unknown; no GPU seen; disk " in status and "  " not in status and ";;" not in status, status
     assert live_instances(emulator) == [] and emulator.containers() == []
     assert "the ceiling is reached: harvested, now destroying" in output
     assert output.index("TASK [voltx.vastai.harvest : Pull") < output.index("TASK [voltx.vastai.harvest : Destroy the instance]")
