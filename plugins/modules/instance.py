@@ -111,6 +111,13 @@ options:
       - With O(state=absent), put the machine of every destroyed instance on the persistent blocklist
         (O(blocklist_file)) with this reason and today's date, so that no later rent or search picks it again.
     type: str
+  ledger_file:
+    description:
+      - With O(state=absent), add every destroyed instance to this campaign ledger on the controller (a JSON
+        object whose C(instances) list holds C(id), C(label), C(dph), C(start_time) and C(end_time) per instance,
+        each once), so that what it cost is still counted once the API has forgotten it. The harvest role keeps
+        it as C(campaign.json) in its harvest directory.
+    type: path
   max_attempts:
     description:
       - Maximum number of create attempts (offers tried).
@@ -293,6 +300,7 @@ from ..module_utils._blocklist import add_to_blocklist
 from ..module_utils._client import (
     CREATE_TIMEOUT, VastError, VastOfferUnavailableError, VastRateLimitError, VastTransportError)
 from ..module_utils._endpoint import instance_status, ssh_endpoint
+from ..module_utils._ledger import record_instances
 from ..module_utils._instance import (
     DISK_MIN_GB,
     IMAGE_EXAMPLE,
@@ -391,6 +399,8 @@ class VastInstance(VastModule):
             min_disk = self.disk
         if p["blocklist_reason"] is not None and (p["state"] != "absent" or not p["blocklist_reason"].strip()):
             self.fail_option("blocklist_reason", "must be a non-empty reason, and only with state=absent")
+        if p["ledger_file"] is not None and p["state"] != "absent":
+            self.fail_option("ledger_file", "is only for state=absent")
         self.query = self.build_offer_query(allocated_storage=self.disk, min_disk_gb=min_disk,
                                             use_blocklist=p["state"] != "absent")
 
@@ -431,6 +441,16 @@ class VastInstance(VastModule):
                 except (OSError, ValueError) as exc:
                     self.fail("Instance %d was destroyed, but its machine %d could not be put on the blocklist: %s"
                               % (iid, machine, exc), destroyed=destroyed, instance=None)
+        ledger = self.module.params["ledger_file"]
+        if ledger and destroyed and not self.module.check_mode:
+            now = self.clock()
+            rows = [{"id": i["id"], "label": i["label"], "dph": i["dph_total"], "start_time": i["start_date"],
+                     "end_time": now} for i in map(summarize_instance, existing) if i["id"] in destroyed]
+            try:
+                record_instances(ledger, rows)
+            except (OSError, ValueError) as exc:
+                self.fail("Instances %s were destroyed, but could not be counted in the campaign's ledger: %s"
+                          % (destroyed, exc), destroyed=destroyed, instance=None)
         self.result.update(changed=bool(destroyed or blocklisted), destroyed=destroyed, instance=None)
         if reason:
             self.result["blocklisted"] = blocklisted
@@ -733,6 +753,7 @@ def argument_spec():
         loading_timeout=dict(type="int", default=600),
         max_attempts=dict(type="int", default=3),
         blocklist_reason=dict(type="str"),
+        ledger_file=dict(type="path"),
         poll_interval=dict(type="float", default=5.0),
     )
     return spec

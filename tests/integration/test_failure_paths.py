@@ -77,5 +77,7 @@ def test_plays_that_need_ssh_skip_a_stopped_instance_with_a_message(emulator, ss
     output = site.play("playbooks/verify.yml")
     assert "is exited, not running: skipped here" in output
     assert LABEL in output
+    # What to run next, as an installed collection's user runs it.
+    assert "Recover onto a new instance with ansible-playbook voltx.vastai.recover" in " ".join(output.split())
     site.play("playbooks/teardown.yml", "-e", "harvest_teardown_force=true")
     assert live_instances(emulator) == []

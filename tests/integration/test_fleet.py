@@ -64,10 +64,18 @@ def test_a_host_that_fails_the_burn_in_is_destroyed_blocklisted_and_avoided(emul
     (entry,) = json.loads((tmp_path / "blocklist.json").read_text())["machines"]
     assert entry["machine_id"] == bad["machine_id"] and entry["reason"].startswith("burn-in: RAM")
     assert entry["instance_id"] == bad["id"] and re.match(r"\d{4}-\d\d-\d\dT", entry["date"])
+    assert "ansible-playbook voltx.vastai.rent" in failed and "playbooks/" not in failed
+    # It was rented for the campaign: its ledger counts it, with what it cost.
+    (casualty,) = json.loads((site.harvest / "campaign.json").read_text())["instances"]
+    assert casualty["id"] == bad["id"] and casualty["dph"] == bad["dph_total"] > 0
+    assert casualty["end_time"] >= casualty["start_time"] > 0
 
     site.play("playbooks/rent.yml")
     (good,) = live_instances(emulator)
     assert good["machine_id"] != bad["machine_id"]
+    site.play("playbooks/harvest.yml")
+    report = (site.harvest / "report" / "status.md").read_text()
+    assert "- of which earlier instances of the campaign: $" in report and "(%d: " % bad["id"] in report, report
     # The instance found by its label on a later run is never judged again: it may hold the data by then.
     again = site.play("playbooks/rent.yml")
     assert recap(again)[LABEL] == dict(recap(again)[LABEL], changed=0, failed=0), again[-3000:]
@@ -98,8 +106,12 @@ def test_the_budget_ceiling_destroys_the_instance_only_after_the_harvest(emulato
     subprocess.run(["docker", "exec", container, "sh", "-c", "mkdir -p /root/volt-x/logs && printf '%s' '" + log
                     + "' > /root/volt-x/logs/phase03.log"], check=True)
 
+    site.env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"  # the status on one line, as it was written
     output = site.play("playbooks/harvest.yml")
     assert (site.harvest / "logs" / "phase03.log").read_text() == log
+    # The status line's parts, one "; " between each, none left empty.
+    (status,) = re.findall(r'"msg": "(no stage log yet[^"]*)"', output)
+    assert "; ETA unknown; no GPU seen; disk " in status and "  " not in status and ";;" not in status, status
     assert live_instances(emulator) == [] and emulator.containers() == []
     assert "the ceiling is reached: harvested, now destroying" in output
     assert output.index("TASK [voltx.vastai.harvest : Pull") < output.index("TASK [voltx.vastai.harvest : Destroy the instance]")

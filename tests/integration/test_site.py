@@ -112,7 +112,10 @@ def test_the_demo_runs_the_guide_and_its_summary_matches_the_ledger_and_the_harv
     emulator.reset()
     demo = Demo(emulator, emulator.state_dir, output=str(tmp_path / "demo-output"), echo=False)
 
-    demo.preflight()
+    preflight = demo.preflight()
+    # The controller has no instance to bootstrap: none of the bootstrap runs there.
+    assert "Install python3" not in preflight
+    assert not re.search(r"Make a fresh rented instance ready for Ansible's modules\] \**\n(ok|changed)", preflight)
     demo.rent()
     first = demo.site()
     assert recap(first)[LABEL]["failed"] == 0
@@ -135,11 +138,12 @@ def test_the_demo_runs_the_guide_and_its_summary_matches_the_ledger_and_the_harv
     # The build is skipped without a source change and redone after one.
     unchanged = demo.play("build, unchanged", "site.yml", "--tags", "build")
     assert "Finished" not in unchanged and recap(unchanged)[LABEL]["changed"] == 0
+    assert "build up to date, nothing to build" in unchanged
     lib_rs = os.path.join(demo.emulator_dir, "volt-x", "crates", "volt-learn", "src", "lib.rs")
     with open(lib_rs, "a") as handle:
         handle.write("\n// a source change\n")
     rebuilt = demo.play("build, changed", "site.yml", "--tags", "build")
-    assert recap(rebuilt)[LABEL]["changed"] > 0
+    assert recap(rebuilt)[LABEL]["changed"] > 0 and "build up to date" not in rebuilt
 
     # A dataset changed and the archives packed into a staging dir of their own (a moved project): the host, long
     # bootstrapped, is sent the changed archive alone, and unpacks it.

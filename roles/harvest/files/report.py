@@ -1,14 +1,14 @@
 """Status report and loss curve for voltx.vastai.harvest (runs on the controller, with the Python running Ansible).
 
   report.py INPUT_JSON|-
-  report.py record DEST ROW_JSON     adds a destroyed instance ({id, dph, start_time, end_time}) to DEST/campaign.json
 INPUT_JSON (a file, or stdin for -) holds: dest, report_dir, probe (the instance's status and files), settle (the
 harvest's result), stages ([{log, output, epochs}] in curriculum order), loss_pattern (a regular expression with a
 named group ``loss``), log_dir, dph, start_time (epoch seconds or ISO 8601, may be empty), now (epoch seconds,
 default: the current time), curriculum_job.
 Writes <report_dir>/status.json, status.md and loss.png (drawn with matplotlib, Agg backend); prints
 {"loss_changed": bool, "status": {...}}. loss_changed says whether the parsed loss series differ from the ones in the
-previous status.json: the rest of the report is a snapshot (time, money) and is not a change.
+previous status.json: the rest of the report is a snapshot (time, money) and is not a change. The money spent counts
+the campaign's destroyed instances from dest/campaign.json, the ledger voltx.vastai.instance writes (its ledger_file).
 """
 import datetime
 import json
@@ -136,14 +136,17 @@ def build_figure(series, title_lines, empty_text=None):
 
     fig = Figure(figsize=(10, 5.5), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    ax.set_title("\n".join(title_lines), fontsize=10)
+    # Text built from data (money "$0.35", log names) is shown as written, never read as mathtext.
+    ax.set_title("\n".join(title_lines), fontsize=10, parse_math=False)
     ax.set_xlabel("step (all stages, in order)")
     ax.set_ylabel("loss")
     ax.grid(True, alpha=0.3)
+    # Losses as plain numbers on the axis (0.69314), not an offset and a scale in the corner (1e-5+6.931e-1).
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     drawn = [s for s in series if s["x"]]
     if not drawn:
         ax.text(0.5, 0.5, empty_text or "no loss lines yet", transform=ax.transAxes, ha="center", va="center",
-                fontsize=12, gid="empty-state")
+                fontsize=12, gid="empty-state", parse_math=False)
         return fig
     for s in drawn:
         ax.plot(s["x"], s["loss"], linewidth=1.2, label="stage %d (%s)" % (s["stage"], s["log"]),
@@ -159,7 +162,8 @@ def build_figure(series, title_lines, empty_text=None):
         if means:
             ax.plot([m[0] for m in means], [m[1] for m in means], "o", markersize=4, color="black",
                     gid="epoch-loss-%d" % s["stage"], label="epoch mean loss" if s is drawn[0] else None)
-    ax.legend(loc="upper right", fontsize=8)
+    for text in ax.legend(loc="upper right", fontsize=8).get_texts():
+        text.set_parse_math(False)
     return fig
 
 
@@ -279,7 +283,7 @@ def contract(end_date, eta):
     warning = None
     if end is not None and finish is not None and end < finish:
         warning = ("the host's contract ends %s, %.1f h before the ETA %s: the rental stops there. Harvest before "
-                   "then and finish on another instance (playbooks/recover.yml)" % (
+                   "then and finish on another instance (ansible-playbook voltx.vastai.recover)" % (
                        ts(end), (finish - end) / 3600.0, ts(finish)))
     return {"end_date": end, "warning": warning}
 
@@ -391,8 +395,9 @@ LEDGER = "campaign.json"
 
 
 def earlier_instances(dest):
-    """The campaign's instances destroyed before this one (a recovery rents a new one), each with what it cost:
-    its price for all the time it existed, so the disk a stopped instance kept billing is counted too."""
+    """The campaign's instances destroyed before this one (a recovery rents a new one, a failed burn-in another one),
+    each with what it cost: its price for all the time it existed, so the disk a stopped instance kept billing is
+    counted too."""
     try:
         with open(os.path.join(dest, LEDGER)) as f:
             rows = json.load(f).get("instances", [])
@@ -406,28 +411,8 @@ def earlier_instances(dest):
     return out
 
 
-def record_instance(dest, row):
-    """Adds a destroyed instance to the campaign's ledger (once per id)."""
-    path = os.path.join(dest, LEDGER)
-    try:
-        with open(path) as f:
-            ledger = json.load(f)
-    except (OSError, ValueError):
-        ledger = {"instances": []}
-    if any(str(r.get("id")) == str(row["id"]) for r in ledger["instances"]):
-        return False
-    ledger["instances"].append(row)
-    os.makedirs(dest, mode=0o700, exist_ok=True)
-    write_atomic(path, json.dumps(ledger, indent=1, sort_keys=True))
-    return True
-
-
 def main(argv):
-    os.umask(0o077)  # everything written here (report, plot, ledger) is the user's alone, from the start
-    if argv[0] == "record":
-        changed = record_instance(argv[1], json.loads(argv[2]))
-        json.dump({"changed": changed}, sys.stdout)
-        return 0
+    os.umask(0o077)  # everything written here (report, plot) is the user's alone, from the start
     cfg = json.load(sys.stdin if argv[0] == "-" else open(argv[0]))
     report_dir = cfg["report_dir"]
     report = build_report(cfg)

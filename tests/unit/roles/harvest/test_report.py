@@ -195,7 +195,7 @@ def test_a_host_contract_ending_before_the_eta_is_a_warning(tmp_path, monkeypatc
     if warned:
         assert status["contract"]["warning"].startswith("the host's contract ends %s, 0.5 h before the ETA %s" % (
             report.ts(end_date), report.ts(NOW + 2 * HOUR)))
-        assert "- WARNING: the host's contract ends" in md and "playbooks/recover.yml" in md
+        assert "- WARNING: the host's contract ends" in md and "ansible-playbook voltx.vastai.recover" in md
     else:
         assert status["contract"]["warning"] is None and "WARNING" not in md
     assert "- host's contract ends: %s" % report.ts(end_date or None) in md
@@ -318,16 +318,36 @@ def test_argument_specs_document_the_defaults_report_py_is_tested_with():
         assert options.get("harvest_loss_pattern", {"default": PATTERN})["default"] == PATTERN
 
 
-def test_earlier_instances_of_the_campaign_count_in_the_money_spent(tmp_path):
-    dest = str(tmp_path / "not-harvested-yet")
-    row = {"id": 7, "label": "volt-x-training", "dph": 0.2, "start_time": 1000.0, "end_time": 1000.0 + 3 * 3600}
-    umask = os.umask(0o022)
-    try:
-        assert report.main(["record", dest, json.dumps(row)]) == 0  # main makes what it writes private
-    finally:
-        os.umask(umask)
-    assert report.record_instance(dest, row) is False, "an instance is counted once"
-    (earlier,) = report.earlier_instances(dest)
+def test_earlier_instances_of_the_campaign_count_in_the_money_spent(tmp_path, monkeypatch):
+    """The ledger (written by voltx.vastai.instance's ledger_file) adds a destroyed instance's price x lifetime."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "campaign.json").write_text(json.dumps({"instances": [
+        {"id": 7, "label": "volt-x-training", "dph": 0.2, "start_time": NOW - 10 * HOUR, "end_time": NOW - 7 * HOUR}]}))
+    cfg = make_cfg(tmp_path, {"phase21_stage1.log": log(1, 2)})
+    status = run_main(cfg, tmp_path, monkeypatch)["status"]
+    (earlier,) = status["cost"]["earlier_instances"]
     assert (earlier["id"], earlier["hours"], earlier["spent_usd"]) == (7, 3.0, 0.6)
-    assert os.stat(os.path.join(dest, "campaign.json")).st_mode & 0o777 == 0o600
+    assert status["cost"]["spent_usd"] == pytest.approx(0.70 + 0.6)
+    assert "- of which earlier instances of the campaign: $0.60 (7: 3.0 h at $0.2/h)" in (
+        dest / "report" / "status.md").read_text()
     assert report.earlier_instances(str(tmp_path / "nothing-yet")) == []
+
+def test_the_plot_shows_dollars_and_losses_as_written(tmp_path):
+    """A title with two "$" amounts is not mathtext (it read "spent 0.01in0.1hat0.169/h"), and losses that differ in
+    the fifth decimal are read off the axis, not off an offset in its corner ("1e-5+6.931e-1")."""
+    losses = [0.693147, 0.693145, 0.693142, 0.693140]
+    series = [{"stage": 1, "log": "run_$1.log", "start": 0, "x": [1, 2, 3, 4], "loss": losses,
+               "epoch_ends": []}]
+    title = "spent $0.01 in 0.1 h at $0.169/h; ETA unknown"
+    fig = report.build_figure(series, ["Loss per step, 1 stage(s)", title])
+    svg = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # the SVG then holds each text as it is drawn
+        fig.savefig(svg, format="svg")
+    drawn = re.findall(r"<text[^>]*>([^<]*)</text>", svg.getvalue())
+    assert title in drawn and "stage 1 (run_$1.log)" in drawn
+    ax = fig.axes[0]
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    ticks = [float(t.get_text().replace("\u2212", "-")) for t in ax.get_yticklabels() if t.get_text()]
+    assert len(ticks) >= 3 and all(0.69 < t < 0.70 for t in ticks)
+    assert len(set(ticks)) == len(ticks), "each tick shows a value of its own"
