@@ -333,6 +333,7 @@ def test_earlier_instances_of_the_campaign_count_in_the_money_spent(tmp_path, mo
         dest / "report" / "status.md").read_text()
     assert report.earlier_instances(str(tmp_path / "nothing-yet")) == []
 
+
 def test_the_plot_shows_dollars_and_losses_as_written(tmp_path):
     """A title with two "$" amounts is not mathtext (it read "spent 0.01in0.1hat0.169/h"), and losses that differ in
     the fifth decimal are read off the axis, not off an offset in its corner ("1e-5+6.931e-1")."""
