@@ -35,6 +35,8 @@ description:
   - Every value that comes from the API is marked unsafe, so a label that holds a Jinja2 expression (say a C(pipe) lookup
     between C({{) and C(}})) is never templated.
   - Host keys are pinned per instance, trust on first use; see O(known_hosts_dir).
+  - The group C(all) gets C(vastai_inventory_account), the API URL this inventory lists and a SHA-256 digest of its
+    key (never the key), so that C(playbooks/reap.yml) can refuse to reap another account than the one it harvests.
   - With O(cache=true) the instance list is cached (only the fields this plugin uses; never the API key, the Jupyter
     token or the instance environment).
 author:
@@ -288,6 +290,7 @@ from ansible_collections.voltx.vastai.plugins.module_utils._client import (
     VastClient,
     VastConfigError,
     VastError,
+    account_id,
     api_key_locations,
     resolve_api_key,
 )
@@ -644,4 +647,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         # Let options such as api_key refer to --extra-vars, and to files next to this configuration.
         self.templar.available_variables = dict(self._vars, inventory_dir=os.path.dirname(os.path.abspath(path)))
         self._populate(self._get_instances(path, cache))
+        account = self._account()
+        if account:
+            self.inventory.set_variable("all", "vastai_inventory_account", wrap_var(account))
 
+    def _account(self):
+        """account_id() of the endpoint and key this inventory lists with; None without a key (already warned)."""
+        try:
+            return account_id(self._api_url(), resolve_api_key(self._templated_option("api_key") or None)[0])
+        except VastConfigError:
+            return None

@@ -636,6 +636,16 @@ def test_a_label_from_the_api_that_is_code_a_path_or_shell_never_names_a_host(tm
     assert not (tmp_path / "vastai_pwned").exists()
 
 
+def test_the_inventory_names_its_account_without_its_key(tmp_path, rows, monkeypatch):
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    monkeypatch.setenv("VAST_API_URL", "http://127.0.0.1:1/")
+    inventory, dummy = parse(write_config(tmp_path), client=FakeClient(rows))
+    account = inventory.groups["all"].get_vars()["vastai_inventory_account"]
+    assert account == VastClient(session=object()).account()
+    assert account["api_url"] == "http://127.0.0.1:1" and API_KEY not in json.dumps(account)
+    monkeypatch.setenv("VAST_API_KEY", API_KEY[::-1])
+    assert VastClient(session=object()).account()["key_sha256"] != account["key_sha256"]
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # the real client: paging, key, URL, errors
