@@ -11,9 +11,10 @@ version_added: 1.0.0
 description:
   - Lists the instances of one Vast.ai account (C(GET /api/v1/instances/), every page) and adds one host per instance.
   - Uses a YAML configuration file whose name ends with C(vastai.yml) or C(vastai.yaml).
-  - The host name is the instance label when it has one, otherwise C(vastai-<id>). The label is used as it is (it is not
-    rewritten into a DNS-safe name), so keep labels free of spaces, commas and colons if you want to use them in host
-    patterns.
+  - The host name is the instance label when it is one of the labels this collection rents under (see
+    O(instance_label)), otherwise C(vastai-<id>). A label from the API is data, and the host name becomes a directory
+    on the controller (the harvest role's C(harvest/<host>/)), so a label such as C(x/../../escape) or one holding
+    C({{), C(/), whitespace or C($() never names a host; C(vastai_label) still holds it as the API sent it.
   - When two or more listed instances would get the same host name (for example two instances with one label), every one
     of them gets the suffix C(-<id>) and a warning names them; no instance is ever dropped.
   - By default every instance of the account is added, whatever its status, so a play can find the instance it rented
@@ -34,6 +35,8 @@ description:
   - Every value that comes from the API is marked unsafe, so a label that holds a Jinja2 expression (say a C(pipe) lookup
     between C({{) and C(}})) is never templated.
   - Host keys are pinned per instance, trust on first use; see O(known_hosts_dir).
+  - The group C(all) gets C(vastai_inventory_account), the API URL this inventory lists and a SHA-256 digest of its
+    key (never the key), so that C(playbooks/reap.yml) can refuse to reap another account than the one it harvests.
   - With O(cache=true) the instance list is cached (only the fields this plugin uses; never the API key, the Jupyter
     token or the instance environment).
 author:
@@ -109,6 +112,9 @@ options:
         which is where the rent, harvest and teardown plays read it; the host with this label is put in the group
         C(training), which the collection's step playbooks target (empty while no such instance exists).
       - This option is the one place the label is set. With O(instances), it is not used.
+      - Taken literally, never templated. 1 to 64 letters, digits, C(.), C(_) or C(-), starting with a letter or a
+        digit, without C(..), so no whitespace, C(/), Jinja2 (C({{), C({%)) or shell metacharacters such as C($(). Any
+        other value fails the inventory, so nothing is rented under it.
     type: str
     default: volt-x-training
   instances:
@@ -131,6 +137,7 @@ options:
         description:
           - The instance's label, its identity and its host name. Unique in the list; keep it starting with the
             campaign role's C(campaign_owner_label_prefix) (C(volt-x-)), which the rent checks and the reaper needs.
+          - Taken literally, and held to the characters of O(instance_label).
         type: str
         required: true
       vars:
@@ -283,6 +290,7 @@ from ansible_collections.voltx.vastai.plugins.module_utils._client import (
     VastClient,
     VastConfigError,
     VastError,
+    account_id,
     api_key_locations,
     resolve_api_key,
 )
@@ -297,6 +305,7 @@ from ansible_collections.voltx.vastai.plugins.module_utils._endpoint import (
     to_int,
     to_port,
 )
+from ansible_collections.voltx.vastai.plugins.module_utils._instance import label_problem
 
 
 GROUP_ALL = "vastai"
@@ -400,8 +409,9 @@ def known_hosts_hostvars(known_hosts_dir, instance_id):
 
 
 def default_host_name(instance):
+    """The label when it is a safe one (label_problem): the host name becomes a path on the controller."""
     label = _strip(instance.get("label"))
-    if label:
+    if label and label_problem(label) is None:
         return label
     return "vastai-%s" % instance.get("id")
 
@@ -439,9 +449,9 @@ def declared_instances(entries):
         if unknown:
             raise AnsibleError("Vast.ai inventory: %s has unknown keys %s (only label and vars)"
                                % (where, ", ".join(unknown)))
-        label = _strip(entry.get("label"))
-        if not isinstance(label, str) or not label:
-            raise AnsibleError("Vast.ai inventory: %s.label must be a non-empty string" % where)
+        label = entry.get("label")
+        if label_problem(label):
+            raise AnsibleError("Vast.ai inventory: %s.label: %s. Nothing was rented." % (where, label_problem(label)))
         host_vars = entry.get("vars") or {}
         if not isinstance(host_vars, dict):
             raise AnsibleError("Vast.ai inventory: %s.vars (%s) must be a mapping" % (where, label))
@@ -588,8 +598,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             managed_labels = set(label for label, dummy in declared)
         else:
             instance_label = self.get_option("instance_label")
+            if label_problem(instance_label):
+                raise AnsibleError("Vast.ai inventory: instance_label: %s. Nothing was rented."
+                                   % label_problem(instance_label))
             managed_labels = {instance_label}
-            self.inventory.set_variable("all", "vastai_instance_label", instance_label)
+            self.inventory.set_variable("all", "vastai_instance_label", wrap_var(instance_label))
         named, collided = assign_host_names(self._select(instances))
         for name, ids in collided:
             self.display.warning("Vast.ai inventory: instances %s share the host name %s; each is named %s-<id>"
@@ -623,9 +636,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return
         campaign_group = self.inventory.add_group(CAMPAIGN_GROUP)
         for label, host_vars in declared:
-            # The user's own configuration, not the API's: left templatable, like group_vars.
             host = self.inventory.add_host(label, group=campaign_group)
-            self.inventory.set_variable(host, "vastai_instance_label", label)
+            self.inventory.set_variable(host, "vastai_instance_label", wrap_var(label))
             for key, value in host_vars.items():
                 self.inventory.set_variable(host, key, value)
 
@@ -635,3 +647,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         # Let options such as api_key refer to --extra-vars, and to files next to this configuration.
         self.templar.available_variables = dict(self._vars, inventory_dir=os.path.dirname(os.path.abspath(path)))
         self._populate(self._get_instances(path, cache))
+        account = self._account()
+        if account:
+            self.inventory.set_variable("all", "vastai_inventory_account", wrap_var(account))
+
+    def _account(self):
+        """account_id() of the endpoint and key this inventory lists with; None without a key (already warned)."""
+        try:
+            return account_id(self._api_url(), resolve_api_key(self._templated_option("api_key") or None)[0])
+        except VastConfigError:
+            return None

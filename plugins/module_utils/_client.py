@@ -12,6 +12,7 @@ an exception message, a URL or a value this client returns.
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import os
 import random
@@ -170,6 +171,12 @@ def resolve_api_url(explicit=None, environ=None):
     if "?" in url or "#" in url:
         raise VastConfigError("Invalid Vast.ai API URL %r: it must not carry a query string or fragment." % url)
     return url.rstrip("/")
+
+
+def account_id(api_url, api_key):
+    """Which endpoint and key a client uses, comparable without showing the key: the URL and a digest of the key."""
+    digest = hashlib.sha256(("voltx.vastai account " + api_key).encode("utf-8")).hexdigest()[:16]
+    return {"api_url": resolve_api_url(api_url), "key_sha256": digest}
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,6 +422,10 @@ class VastClient:
         """Every key this client sends or may send: the one in use and a 2FA fallback."""
         keys = [self._first_key, self.api_key, self.fallback_key and self.fallback_key[0]]
         return [key for number, key in enumerate(keys) if key and key not in keys[:number]]
+
+    def account(self):
+        """account_id() of this client's endpoint and first key."""
+        return account_id(self.api_url, self._first_key)
 
     def _redact(self, exc):
         if isinstance(exc, VastError):

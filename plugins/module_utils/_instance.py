@@ -20,7 +20,11 @@ RUNTYPES = {
     "ssh": "ssh",
 }
 ONSTART_MAX = 4048
-LABEL_MAX = 1024
+# The labels this collection rents under. A label is an identity, a host name and a directory on the controller
+# (harvest/<label>/), so it is kept to characters that mean nothing to Jinja2, a shell, a host pattern or a path.
+LABEL_ALLOWED = ("1 to 64 letters, digits, '.', '_' or '-', starting with a letter or a digit, without '..' "
+                 "(no whitespace, '/', '{{', '{%' or shell metacharacters such as '$(')")
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 DISK_MIN_GB = 8.0
 # actual_status values that mean "this fresh instance will never come up".
 FAILED_STATUSES = frozenset(["exited", "offline"])
@@ -34,6 +38,14 @@ LAUNCH_ERROR_MARKERS = ("error response from daemon", "manifest unknown", "oci r
 IMAGE_ERROR_MARKERS = ("manifest unknown", "pull access denied", "repository does not exist",
                        "invalid reference format", "not found: manifest")
 OUTCOME_IMAGE_FAILED = "image_pull_failed_destroyed"
+
+
+def label_problem(label):
+    """None when ``label`` is one this collection may rent under, else what is wrong with it (names LABEL_ALLOWED)."""
+    if isinstance(label, str) and _LABEL_RE.match(label) and ".." not in label:
+        return None
+    return "%r is not a label this collection rents under: use %s" % (label, LABEL_ALLOWED)
+
 
 # Docker's image reference grammar (distribution/reference): [host[:port]/]path[:tag][@digest], path lower case.
 _HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"

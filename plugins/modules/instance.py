@@ -34,7 +34,9 @@ options:
     choices: [present, running, stopped, absent]
   label:
     description:
-      - Label that identifies the instance. Must not be empty; at most 1024 characters.
+      - Label that identifies the instance. Must not be empty.
+      - Except with V(absent), 1 to 64 letters, digits, C(.), C(_) or C(-), starting with a letter or a digit, without
+        C(..), so no whitespace, C(/), Jinja2 (C({{), C({%)) or shell metacharacters; checked before any request.
       - When several instances carry the label the module fails and lists their ids (except for V(absent),
         which destroys all of them).
     type: str
@@ -304,7 +306,6 @@ from ..module_utils._ledger import record_instances
 from ..module_utils._instance import (
     DISK_MIN_GB,
     IMAGE_EXAMPLE,
-    LABEL_MAX,
     ONSTART_MAX,
     OUTCOME_CREATE_UNCERTAIN,
     OUTCOME_IMAGE_FAILED,
@@ -319,6 +320,7 @@ from ..module_utils._instance import (
     find_account_key,
     image_failed,
     image_reference_problem,
+    label_problem,
     outcome_for,
     over_price,
     parse_public_key,
@@ -353,10 +355,9 @@ class VastInstance(VastModule):
         label = p["label"]
         if label is None or not label.strip():
             self.fail_option("label", "must not be empty")
-        if label != label.strip():
-            self.fail_option("label", "must not start or end with whitespace (Vast.ai strips it), got %r" % label)
-        if len(label) > LABEL_MAX:
-            self.fail_option("label", "must be at most %d characters, got %d" % (LABEL_MAX, len(label)))
+        # An instance of any label can be destroyed; only a safe one is rented, started or stopped.
+        if p["state"] != "absent" and label_problem(label):
+            self.fail_option("label", label_problem(label))
         problem = None if p["image"] is None else image_reference_problem(p["image"])
         if problem:
             self.fail_option("image", "%r %s; give a docker image reference such as %s" % (

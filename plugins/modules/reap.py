@@ -52,6 +52,13 @@ options:
         not fail); each is still checked against the rules above.
     type: list
     elements: int
+  inventory_account:
+    description:
+      - The account of the inventory whose hosts the play harvests, its C(vastai_inventory_account) (the
+        C(voltx.vastai.vastai) inventory sets it). When given, the module fails before any request unless its own
+        API URL and key (O(api_url), O(api_key)) are the same, so that it never destroys the instances of an account
+        whose instances the play's harvest cannot see.
+    type: dict
 extends_documentation_fragment:
   - voltx.vastai.vastai
   - ansible.builtin.action_common_attributes
@@ -146,8 +153,22 @@ class VastReap(VastModule):
             if p[name] < 0:
                 self.fail_option(name, "must be 0 (no limit) or more, got %s" % p[name])
 
+    def check_account(self):
+        expected = self.module.params["inventory_account"]
+        mine = None if expected is None else self.client.account()
+        if expected == mine:
+            return
+        if expected.get("api_url") != mine["api_url"]:
+            why = ("the inventory lists the instances at %s, this play's API is %s (vastai_api_url, else VAST_API_URL): "
+                   "set vastai_api_url to the inventory's api_url" % (expected.get("api_url"), mine["api_url"]))
+        else:
+            why = ("the inventory lists the instances of another API key than this play's (vastai_api_key, else "
+                   "VAST_API_KEY or the vastai CLI's key file): set vastai_api_key to the inventory's api_key")
+        self.fail_option("inventory_account", "%s. Nothing was listed or destroyed." % why)
+
     def run(self):
         p = self.module.params
+        self.check_account()
         statuses = set(s.strip().lower() for s in p["statuses"])
         plan, kept, foreign = reap_plan(self.client.list_instances(), self.clock(), p["label_prefix"],
                                         p["loading_timeout"], statuses, p["ttl_hours"], p["only_ids"],
@@ -184,6 +205,7 @@ def argument_spec():
         ttl_hours=dict(type="float", default=0),
         max_cost_usd=dict(type="float", default=0),
         only_ids=dict(type="list", elements="int"),
+        inventory_account=dict(type="dict"),
     )
     return spec
 

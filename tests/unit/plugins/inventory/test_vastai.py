@@ -31,8 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN = "voltx.vastai.vastai"
 API_KEY = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 MALICIOUS_LABEL = "{{ lookup('pipe', 'touch vastai_pwned && id') }}"
+MALICIOUS_HOST = "vastai-28765439"  # a label that is no safe label never names a host
 
-RUNNING = ["train-01", "notebook", "dup-28765436", "dup-28765437", "vastai-28765438", MALICIOUS_LABEL]
+RUNNING = ["train-01", "notebook", "dup-28765436", "dup-28765437", "vastai-28765438", MALICIOUS_HOST]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -461,7 +462,7 @@ compose:
 
 def test_constructed(tmp_path, rows):
     inventory, dummy = parse(write_config(tmp_path, CONSTRUCTED), FakeClient(rows))
-    assert group_hosts(inventory, "gpu_RTX_5090") == sorted(["train-01", MALICIOUS_LABEL, "fresh"])
+    assert group_hosts(inventory, "gpu_RTX_5090") == sorted(["train-01", MALICIOUS_HOST, "fresh"])
     assert group_hosts(inventory, "gpu_H100_SXM") == ["train-02"]
     assert group_hosts(inventory, "gpu_A100_PCIE") == ["vastai-28765438"]
     assert group_hosts(inventory, "gpus_8") == ["train-02"]
@@ -492,14 +493,14 @@ def test_not_strict_ignores_bad_compose(tmp_path, rows):
 def test_malicious_label_is_never_templated(tmp_path, rows):
     config = "compose:\n  label_copy: vastai_label\n  geo_copy: vastai_geolocation\n"
     inventory, dummy = parse(write_config(tmp_path, config), FakeClient(rows))
-    assert MALICIOUS_LABEL in inventory.hosts
-    hv = hostvars(inventory, MALICIOUS_LABEL)
+    assert MALICIOUS_LABEL not in inventory.hosts
+    hv = hostvars(inventory, MALICIOUS_HOST)
     assert hv["vastai_label"] == MALICIOUS_LABEL
     assert hv["label_copy"] == MALICIOUS_LABEL
     assert hv["geo_copy"] == "{{ lookup('env', 'HOME') }}"
 
     # Render the host's variables the way a task would use them.
-    templar = Templar(loader=DataLoader(), variables=dict(hv, inventory_hostname=MALICIOUS_LABEL))
+    templar = Templar(loader=DataLoader(), variables=dict(hv, inventory_hostname=MALICIOUS_HOST))
     assert templar.template(hv["vastai_label"]) == MALICIOUS_LABEL
     assert templar.template(hv["vastai_geolocation"]) == "{{ lookup('env', 'HOME') }}"
     assert templar.template(hv) == hv
@@ -508,7 +509,7 @@ def test_malicious_label_is_never_templated(tmp_path, rows):
 
 def test_values_are_marked_unsafe(tmp_path, rows):
     inventory, dummy = parse(write_config(tmp_path), FakeClient(rows))
-    hv = hostvars(inventory, MALICIOUS_LABEL)
+    hv = hostvars(inventory, MALICIOUS_HOST)
     try:  # ansible-core >= 2.19: data tagging; API strings must not carry trust
         from ansible._internal._datatag._tags import TrustedAsTemplate
     except ImportError:  # older cores: AnsibleUnsafe subclasses
@@ -526,7 +527,7 @@ def test_malicious_label_through_inventory_manager(tmp_path, rows, real_client, 
     monkeypatch.setenv("VAST_API_KEY", API_KEY)
     path = write_config(tmp_path, "compose:\n  label_copy: vastai_label\n")
     manager = InventoryManager(loader=DataLoader(), sources=[path])
-    host = manager.get_host(MALICIOUS_LABEL)
+    host = manager.get_host(MALICIOUS_HOST)
     assert host is not None
     assert host.get_vars()["label_copy"] == MALICIOUS_LABEL
     assert sorted(h.name for h in manager.get_hosts("vastai_running")) == sorted(RUNNING)
@@ -594,13 +595,56 @@ def test_without_a_campaign_there_is_no_campaign_group(tmp_path, rows):
 
 @pytest.mark.parametrize("entries, message", [
     ("[{label: a}, {label: a}]", "the label a is declared twice"),
-    ("[{label: ''}]", "instances[0].label must be a non-empty string"),
+    ("[{label: ''}]", "instances[0].label: '' is not a label this collection rents under: use 1 to 64 letters"),
     ("[{label: a}, {name: b}]", "instances[1] has unknown keys name"),
     ("[{label: a, vars: [x]}]", "instances[0].vars (a) must be a mapping"),
 ])
 def test_a_wrong_campaign_fails_naming_the_entry(tmp_path, rows, entries, message):
     with pytest.raises(AnsibleError, match=re.escape(message)):
         parse(write_config(tmp_path, "instances: %s\n" % entries), client=FakeClient(rows))
+
+
+# Labels that are code, paths or shell: the inventory's own are refused, the API's never name a host.
+BAD_LABELS = ["volt-x-{{ lookup('pipe', 'touch vastai_pwned && id') }}", "volt-x-{% if 1 %}x{% endif %}",
+              "volt-x/../../escape", "volt-x-a..b", "volt-x-$(touch vastai_pwned)", "volt-x-`id`", "volt-x;id",
+              "volt x", "volt-x-\ttab", "-volt-x", "v" * 65]
+
+
+@pytest.mark.parametrize("label", BAD_LABELS)
+def test_a_label_that_is_code_a_path_or_shell_fails_the_inventory_naming_the_option(tmp_path, rows, label):
+    for config, option in (({"instance_label": label}, "instance_label"),
+                           ({"instances": [{"label": "volt-x-ok"}, {"label": label}]}, "instances[1].label")):
+        with pytest.raises(AnsibleError) as info:
+            text = "".join("%s: %s\n" % (key, json.dumps(value)) for key, value in config.items())
+            parse(write_config(tmp_path, text), client=FakeClient(rows))
+        assert str(info.value).startswith("Vast.ai inventory: %s: %r is not a label" % (option, label))
+        assert "letters, digits, '.', '_' or '-'" in str(info.value)
+    assert not (tmp_path / "vastai_pwned").exists()
+
+
+def test_a_safe_label_is_taken_literally(tmp_path, rows):
+    inventory, dummy = parse(write_config(tmp_path, "instance_label: volt-x.run_2-b\n"), client=FakeClient(rows))
+    assert inventory.groups["all"].get_vars()["vastai_instance_label"] == "volt-x.run_2-b"
+
+
+@pytest.mark.parametrize("label", BAD_LABELS[:-1] + ["..", "/etc", "volt-x-z/../../../escape"])
+def test_a_label_from_the_api_that_is_code_a_path_or_shell_never_names_a_host(tmp_path, rows, label):
+    bad = dict(row(rows, 28765432), label=label)
+    inventory, dummy = parse(write_config(tmp_path, "instance_label: volt-x-training\n"), client=FakeClient([bad]))
+    assert list(inventory.hosts) == ["vastai-28765432"]
+    assert hostvars(inventory, "vastai-28765432")["vastai_label"] == label.strip()
+    assert not (tmp_path / "vastai_pwned").exists()
+
+
+def test_the_inventory_names_its_account_without_its_key(tmp_path, rows, monkeypatch):
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    monkeypatch.setenv("VAST_API_URL", "http://127.0.0.1:1/")
+    inventory, dummy = parse(write_config(tmp_path), client=FakeClient(rows))
+    account = inventory.groups["all"].get_vars()["vastai_inventory_account"]
+    assert account == VastClient(session=object()).account()
+    assert account["api_url"] == "http://127.0.0.1:1" and API_KEY not in json.dumps(account)
+    monkeypatch.setenv("VAST_API_KEY", API_KEY[::-1])
+    assert VastClient(session=object()).account()["key_sha256"] != account["key_sha256"]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -772,7 +816,7 @@ def test_cache_hit_makes_no_api_call(tmp_path, rows):
     second, plugin = parse(path, NoClient())
     assert sorted(second.hosts) == sorted(first.hosts)
     assert hostvars(second, "notebook")["ansible_port"] == 30501
-    assert hostvars(second, MALICIOUS_LABEL)["vastai_label"] == MALICIOUS_LABEL
+    assert hostvars(second, MALICIOUS_HOST)["vastai_label"] == MALICIOUS_LABEL
 
     # cache=False (--flush-cache / meta: refresh_inventory) goes back to the API and refreshes the cache.
     fresh_rows = [r for r in rows if r["id"] != 28765432]

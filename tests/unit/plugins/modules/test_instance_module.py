@@ -300,7 +300,10 @@ def test_explicit_offer_id_skips_search(vast, clock):
 
 @pytest.mark.parametrize("over,needle", [
     (dict(label=""), "label: must not be empty"),
-    (dict(label=" x"), "label: must not start or end with whitespace"),
+    (dict(label=" x"), "label: ' x' is not a label this collection rents under: use 1 to 64 letters"),
+    (dict(label="volt-x-z/../../../escape"), "label: 'volt-x-z/../../../escape' is not a label"),
+    (dict(label="volt-x-{{ lookup('pipe', 'id') }}"), "is not a label this collection rents under"),
+    (dict(label="volt-x-$(id)"), "is not a label this collection rents under"),
     (dict(max_dph=-1.0), "max_dph: must be greater than 0"),
     (dict(disk_gb=4), "disk_gb: must be at least 8"),
     (dict(onstart="x" * 4049), "onstart: must be at most 4048"),

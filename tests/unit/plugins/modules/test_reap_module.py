@@ -70,3 +70,23 @@ def test_an_instance_whose_own_cost_reached_the_budget_is_reaped(vast):
     kind, result = run(vast, dict(max_cost_usd=1.0), check_mode=True)
     assert [(e["id"], e["reason"]) for e in result["reaped"]] == [(1, "budget")]
     assert "cost $1.5000 (budget $1)" in result["summary"] and result["kept"] == [2]
+
+
+@pytest.mark.parametrize("inventory, why", [
+    ({"api_url": "https://console.vast.ai", "key_sha256": "0123"},
+     "https://console.vast.ai, this play's API is http://emulator"),
+    ({"api_url": "http://emulator", "key_sha256": "0123"}, "another API key than this play's (vastai_api_key"),
+])
+def test_another_account_than_the_inventory_s_is_refused_before_any_request(fleet, inventory, why):
+    fleet.account = lambda: {"api_url": "http://emulator", "key_sha256": "4567"}
+    kind, result = run(fleet, dict(ttl_hours=8, inventory_account=inventory))
+    assert kind == "failed" and result["msg"].startswith("inventory_account: ") and why in result["msg"]
+    assert "Nothing was listed or destroyed" in result["msg"] and fleet.verbs() == []
+    assert sorted(fleet.instances) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_the_inventory_s_own_account_is_reaped(fleet):
+    fleet.account = lambda: {"api_url": "http://emulator", "key_sha256": "4567"}
+    kind, result = run(fleet, dict(only_ids=[1], inventory_account={"api_url": "http://emulator",
+                                                                    "key_sha256": "4567"}))
+    assert kind == "ok" and [e["id"] for e in result["reaped"]] == [1]
