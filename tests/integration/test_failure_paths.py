@@ -1,6 +1,8 @@
 """Money safety when things go wrong: harvest and teardown reach an instance in any state, or exit non-zero
 naming it; a teardown that exits 0 leaves no instance billing."""
 
+import hashlib
+import json
 import subprocess
 
 import pytest
@@ -44,11 +46,20 @@ def test_harvest_and_teardown_reach_an_instance_that_cannot_be_reached(how, emul
     assert "Refusing to destroy" in refused and "cannot be pulled" in refused
     assert [i["id"] for i in live_instances(emulator)] == [instance["id"]]
 
-    # What an earlier harvest verified on the controller is safe: with every final artifact there, the teardown
-    # destroys through the API alone and exits 0 with nothing left billing.
+    # Files at the finals' names that no harvest took from this instance (another campaign's) are not its results.
     for path in FINALS:
         (site.harvest / path).parent.mkdir(parents=True, exist_ok=True)
         (site.harvest / path).write_bytes(b"verified earlier")
+    refused = site.play("playbooks/teardown.yml", expect_rc=2)
+    assert "Refusing to destroy" in refused and "no copy verified as instance %s's" % instance["id"] in refused
+
+    # What an earlier harvest verified on the controller as this instance's (its manifest says so, and the sha256
+    # still matches) is safe: the teardown destroys through the API alone and exits 0 with nothing left billing.
+    manifest = json.loads((site.harvest / "manifest.json").read_text())
+    assert manifest["instances"] == [str(instance["id"])]
+    manifest["files"] = [{"path": path, "size": 16, "sha256": hashlib.sha256(b"verified earlier").hexdigest(),
+                          "instances": [str(instance["id"])]} for path in FINALS]
+    (site.harvest / "manifest.json").write_text(json.dumps(manifest))
     destroyed = site.play("playbooks/teardown.yml")
     assert "FORCED" not in destroyed
     assert live_instances(emulator) == []

@@ -1,6 +1,7 @@
 """The guide's "Instance preempted mid-training", automated: playbooks/recover.yml after a host loss mid stage 2
 continues on a new instance from the newest epoch, and a stopped instance continues on itself."""
 
+import hashlib
 import json
 import time
 
@@ -104,3 +105,48 @@ def test_a_stopped_instance_recovers_on_itself(held_campaign, emulator):
     assert "resuming from" in stage2_log
     site.play("playbooks/teardown.yml")
     assert live(emulator) == [] and LABEL not in json.dumps(live(emulator))
+
+
+def test_a_second_campaign_under_the_same_label_never_counts_the_first_ones_results(emulator, ssh_keypair, tmp_path):
+    """Issue #24: the default label again, the new instance stopped before its first harvest. The first campaign's
+    finals on the controller are not the new instance's: the teardown refuses; both campaigns end up whole, apart."""
+    emulator.reset()
+    site = Site(tmp_path, emulator, ssh_keypair, campaign_stages=stages([2, 4, 2]),
+                train_tmux_env={"VOLTX_STEP_MS": "20", "VOLTX_STEPS_PER_EPOCH": "3",
+                                "VOLTX_HOLD_FILE": HOLD, "VOLTX_HOLD_AFTER_EPOCH": "3"})
+    site.play("site.yml")
+    (first,) = live(emulator)
+    wait_for_jobs(emulator, first["id"], site.private_key, str(site.tmp / "known_hosts"))
+    site.play("playbooks/teardown.yml")
+    first_results = {path: (site.harvest / path).read_bytes() for path in FINALS}
+
+    site.play("site.yml", "--skip-tags", "train")
+    (second,) = live(emulator)
+    assert site.ssh(second, "touch %s" % HOLD).returncode == 0
+    site.play("playbooks/train.yml")
+    wait_for_hold(site, second)  # its codebook, stage 1 and three epochs of stage 2 exist on the instance alone
+    emulator.preempt(second["id"], kind="stopped")
+
+    refused = site.play("playbooks/teardown.yml", expect_rc=2)
+    assert "Refusing to destroy" in refused and str(second["id"]) in refused
+    assert [i["id"] for i in live(emulator)] == [second["id"]]
+
+    # Started again, it finishes; the teardown harvests it, then destroys it.
+    site.play("playbooks/recover.yml")
+    assert [i["id"] for i in live(emulator)] == [second["id"]]
+    wait_for_jobs(emulator, second["id"], site.private_key, str(site.tmp / "known_hosts"))
+    site.play("playbooks/teardown.yml")
+    assert live(emulator) == []
+
+    earlier = site.harvest / "earlier" / str(first["id"])
+    assert {path: (earlier / path).read_bytes() for path in FINALS} == first_results
+    for folder, instance in ((earlier, first), (site.harvest, second)):
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["instances"] == [str(instance["id"])]
+        recorded = {f["path"]: f for f in manifest["files"]}
+        for path in FINALS:
+            assert recorded[path]["instances"] == [str(instance["id"])]
+            assert recorded[path]["sha256"] == hashlib.sha256((folder / path).read_bytes()).hexdigest()
+    # Each campaign's logs are its own: the second's stage 1 ran once, on the second instance, after the first's.
+    logs = [(folder / "logs" / "phase21_stage1.log").read_text() for folder in (earlier, site.harvest)]
+    assert [log.count("=== STAGE 1 started") for log in logs] == [1, 1] and logs[0] != logs[1]

@@ -9,13 +9,21 @@ On the instance (copied with checkpoint.py into a temporary directory that is re
       Deletes epoch checkpoints beyond the newest KEEP per stage, only those the controller holds verified copies of.
 
 On the controller:
+  artifacts.py claim DEST INSTANCE [join]
+      DEST holds one campaign's results: manifest.json's "instances" (the instance it began on, then those
+      recover.yml continued it on). Any other instance begins a new campaign: the earlier one's files are moved,
+      whole, to DEST/earlier/<its last instance id>/ first. "join" (the restore onto a replacement) adds INSTANCE.
+  artifacts.py safe DEST INSTANCE FINALS_JSON
+      which final artifacts the controller holds as verified copies of INSTANCE's (its manifest's record, sha256
+      unchanged): what an instance that cannot be reached may be destroyed with.
   artifacts.py plan DEST [ONLY_JSON] < PROBE_JSON
       which remote files to pull (missing locally or another sha256); with ONLY, a list of glob patterns, only the
       files matching one of them are considered (the codebook alone, or the logs alone for a status report).
   artifacts.py restore-plan DEST LAYOUT_JSON what a new instance needs to go on where a lost one stopped
-  artifacts.py settle DEST < {"plan", "probe", "finals", "keep", "codebook"}
+  artifacts.py settle DEST < {"plan", "probe", "finals", "keep", "codebook", "instance"}
       accepts pulled temporaries whose sha256 and structure match (renamed into place), rejects the others, applies
-      the local retention, checks every expected final artifact against the instance, rewrites manifest.json.
+      the local retention, checks every expected final artifact against the instance, rewrites manifest.json: each
+      file's sha256, size and the instances it was verified to be a copy of.
 
 Standard library, plus checkpoint.py (train_tmux's artifact checker, the only one) and data_sync_remote.py (the
 byte helpers), next to this file on the instance and on PYTHONPATH on the controller. Files are compared by sha256; a download is renamed into place only
@@ -226,7 +234,66 @@ def plan(dest, probe_data, only=None):
     return {"pull": pulls, "problems": problems}
 
 
-def settle(dest, plan_data, finals, keep, probe_data):
+MANIFEST = "manifest.json"
+EARLIER = "earlier"
+
+
+def read_manifest(dest):
+    try:
+        with open(os.path.join(dest, MANIFEST)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def claim(dest, instance, join=False):
+    """Makes DEST the results of INSTANCE's campaign; moves an earlier campaign's aside (never deletes)."""
+    manifest = read_manifest(dest)
+    instances = manifest.get("instances", [])
+    if not instance or instance in instances:
+        return {"instances": instances, "moved": None, "changed": False}
+    os.makedirs(dest, mode=0o700, exist_ok=True)
+    held = sorted(n for n in os.listdir(dest) if n not in (EARLIER, MANIFEST))
+    moved = None
+    if join:
+        instances = instances + [instance]
+    elif held or instances:
+        name = instances[-1] if instances else "unknown-instance"
+        target, n = os.path.join(dest, EARLIER, name), 1
+        while os.path.exists(os.path.join(target, MANIFEST)):  # a move cut short is finished in the same place
+            n += 1
+            target = os.path.join(dest, EARLIER, "%s-%d" % (name, n))
+        os.makedirs(target, mode=0o700, exist_ok=True)
+        for entry in held + ([MANIFEST] if manifest else []):  # the manifest last: it marks the move done
+            os.replace(os.path.join(dest, entry), os.path.join(target, entry))
+        moved, manifest, instances = os.path.relpath(target, dest), {}, [instance]
+    else:
+        instances = [instance]
+    write_if_changed(os.path.join(dest, MANIFEST), manifest_text(instances, manifest.get("files", [])))
+    return {"instances": instances, "moved": moved, "changed": True}
+
+
+def safe(dest, instance, finals):
+    """Final artifacts held on the controller as verified copies of INSTANCE's, by the manifest, sha256 unchanged."""
+    recorded = {f["path"]: f for f in read_manifest(dest).get("files", [])}
+    verified, missing = [], []
+    for rel in finals:
+        entry, local = recorded.get(rel), os.path.join(dest, rel)
+        if entry is None or not instance or instance not in entry.get("instances", []):
+            missing.append({"path": rel, "reason": "no copy verified as instance %s's" % (instance or "(id unknown)")})
+        elif not os.path.isfile(local) or sha256_file(local) != entry["sha256"]:
+            missing.append({"path": rel, "reason": "the controller's copy is gone or changed since it was verified"})
+        else:
+            verified.append({"path": rel, "sha256": entry["sha256"], "size": entry["size"]})
+    return {"verified_finals": verified, "missing_finals": missing}
+
+
+def manifest_text(instances, files):
+    return json.dumps({"instances": instances, "files": sorted(files, key=lambda f: f["path"])},
+                      indent=1, sort_keys=True) + "\n"
+
+
+def settle(dest, plan_data, finals, keep, probe_data, instance=""):
     accepted, deferred, problems = [], [], list(plan_data["problems"])
     for item in plan_data["pull"]:
         tmp, final = os.path.join(dest, item["tmp"]), os.path.join(dest, item["local"])
@@ -283,19 +350,25 @@ def settle(dest, plan_data, finals, keep, probe_data):
             missing.append({"path": rel, "reason": reason})
         else:
             verified.append({"path": rel, "sha256": entry["sha256"], "size": entry["size"]})
-    local_sha, files = {}, []
+    local_sha = {}
     for base, dirs, names in os.walk(dest):
-        dirs[:] = [d for d in dirs if d not in (".partial", "report")]
+        dirs[:] = [d for d in dirs if d not in (".partial", "report") and (base != dest or d != EARLIER)]
         for name in sorted(names):
             rel = os.path.relpath(os.path.join(base, name), dest)
-            if rel == "manifest.json" or rel.endswith(".tmp"):
-                continue
-            local_sha[rel] = sha256_file(os.path.join(dest, rel))
-            files.append({"path": rel, "sha256": local_sha[rel], "size": os.path.getsize(os.path.join(dest, rel))})
-    write_if_changed(os.path.join(dest, "manifest.json"),
-                     json.dumps({"files": sorted(files, key=lambda f: f["path"])}, indent=1, sort_keys=True) + "\n")
+            if rel != MANIFEST and not rel.endswith(".tmp"):
+                local_sha[rel] = sha256_file(os.path.join(dest, rel))
     held = {e["path"]: e["sha256"] for e in probe_data["files"]
             if e["valid"] and local_sha.get(local_rel(e)) == e["sha256"]}
+    on_instance = {local_rel(e) for e in probe_data["files"] if e["path"] in held}
+    manifest = read_manifest(dest)
+    before = {f["path"]: f for f in manifest.get("files", [])}
+    files = []
+    for rel, sha in local_sha.items():
+        ids = list(before[rel].get("instances", [])) if before.get(rel, {}).get("sha256") == sha else []
+        if instance and rel in on_instance and instance not in ids:
+            ids.append(instance)
+        files.append({"path": rel, "sha256": sha, "size": os.path.getsize(os.path.join(dest, rel)), "instances": ids})
+    write_if_changed(os.path.join(dest, MANIFEST), manifest_text(manifest.get("instances", []), files))
     return {"accepted": accepted, "deferred": deferred, "pruned": pruned, "problems": problems, "verified_finals": verified,
             "missing_finals": missing, "held": held, "changed": bool(accepted or pruned)}
 
@@ -336,7 +409,7 @@ def write_if_changed(path, text):
     except OSError:
         pass
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write(text)
     os.replace(tmp, path)
     return True
@@ -366,7 +439,11 @@ def main(argv):
     elif cmd == "settle" and len(argv) == 2:
         doc = json.load(sys.stdin)
         CODEBOOK.update(doc.get("codebook", {}))
-        result = settle(argv[1], doc["plan"], doc["finals"], int(doc["keep"]), doc["probe"])
+        result = settle(argv[1], doc["plan"], doc["finals"], int(doc["keep"]), doc["probe"], doc.get("instance", ""))
+    elif cmd == "claim" and len(argv) in (3, 4) and argv[3:] in ([], ["join"]):
+        result = claim(argv[1], argv[2], join=argv[3:] == ["join"])
+    elif cmd == "safe" and len(argv) == 4:
+        result = safe(argv[1], argv[2], load(argv[3]))
     else:
         sys.stderr.write(__doc__)
         return 2

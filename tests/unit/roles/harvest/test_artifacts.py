@@ -1,5 +1,6 @@
 """artifacts.py uses train_tmux's checker: a codebook of unknown format is accepted; the fixture format is opt-in."""
 
+import json
 import os
 
 import pytest
@@ -74,3 +75,73 @@ def test_plan_limited_to_patterns_leaves_the_other_files_alone(tmp_path):
     assert [p["remote"] for p in logs_only["pull"]] == ["logs/phase21_stage1.log"] and logs_only["problems"] == []
     codebook_only = artifacts.plan(dest, probe, ["checkpoints/codebook_code.bin"])
     assert [p["remote"] for p in codebook_only["pull"]] == ["checkpoints/codebook_code.bin"]
+
+
+def harvest(root, dest, instance_id):
+    """What a harvest does on the controller: claim, plan, the downloads, settle."""
+    artifacts.claim(dest, instance_id)
+    probe = {"files": [artifacts.describe(root, "checkpoints/codebook_code.bin")]}
+    plan = artifacts.plan(dest, probe)
+    for item in plan["pull"]:
+        os.makedirs(os.path.dirname(os.path.join(dest, item["tmp"])), exist_ok=True)
+        with open(os.path.join(root, item["remote"]), "rb") as src, open(os.path.join(dest, item["tmp"]), "wb") as dst:
+            dst.write(src.read())
+    return artifacts.settle(dest, plan, ["checkpoints/codebook_code.bin"], 0, probe, instance_id)
+
+
+def manifest(dest):
+    with open(os.path.join(dest, "manifest.json")) as handle:
+        return json.load(handle)
+
+
+def test_a_new_campaign_moves_the_earlier_ones_results_aside_and_counts_only_its_own(tmp_path):
+    dest, codebook = str(tmp_path / "dest"), "checkpoints/codebook_code.bin"
+    harvest(instance(tmp_path / "a", b"\x01" * 2048), dest, "101")
+    assert artifacts.safe(dest, "101", [codebook])["missing_finals"] == []
+
+    # Instance 202, another campaign under the same label, stopped before its first harvest: nothing is its own.
+    assert artifacts.claim(dest, "202")["moved"] == "earlier/101"
+    (missing,) = artifacts.safe(dest, "202", [codebook])["missing_finals"]
+    assert missing["path"] == codebook and "202" in missing["reason"]
+    with open(os.path.join(dest, "earlier", "101", codebook), "rb") as handle:
+        assert handle.read() == b"\x01" * 2048
+    assert manifest(os.path.join(dest, "earlier", "101"))["instances"] == ["101"]
+
+    # Its own codebook, even one equal to the earlier campaign's, is pulled from it and recorded as its own.
+    result = harvest(instance(tmp_path / "b", b"\x01" * 2048), dest, "202")
+    assert result["accepted"] == [codebook]
+    assert [(f["path"], f["instances"]) for f in manifest(dest)["files"]] == [(codebook, ["202"])]
+    assert artifacts.safe(dest, "202", [codebook])["missing_finals"] == []
+    assert os.listdir(os.path.join(dest, "earlier")) == ["101"]
+
+
+def test_a_replacement_instance_goes_on_with_the_campaign_it_is_restored_into(tmp_path):
+    dest, codebook = str(tmp_path / "dest"), "checkpoints/codebook_code.bin"
+    harvest(instance(tmp_path / "a"), dest, "101")
+    assert artifacts.claim(dest, "202", join=True)["moved"] is None
+    assert manifest(dest)["instances"] == ["101", "202"]
+    # Restored onto 202 and not harvested from it yet: not 202's. Once harvested, the copy is both instances'.
+    assert artifacts.safe(dest, "202", [codebook])["verified_finals"] == []
+    assert harvest(instance(tmp_path / "b"), dest, "202")["accepted"] == []
+    assert manifest(dest)["files"][0]["instances"] == ["101", "202"]
+    assert artifacts.safe(dest, "202", [codebook])["missing_finals"] == []
+
+
+def test_a_controller_copy_changed_after_its_harvest_is_not_safe(tmp_path):
+    dest, codebook = str(tmp_path / "dest"), "checkpoints/codebook_code.bin"
+    harvest(instance(tmp_path / "a"), dest, "101")
+    with open(os.path.join(dest, codebook), "r+b") as handle:
+        handle.write(b"\x00")
+    (missing,) = artifacts.safe(dest, "101", [codebook])["missing_finals"]
+    assert "changed" in missing["reason"]
+
+
+def test_results_of_an_unrecorded_instance_are_moved_aside_not_adopted(tmp_path):
+    """A results directory without instances in its manifest (an earlier version wrote it) is no instance's."""
+    dest = tmp_path / "dest"
+    (dest / "checkpoints").mkdir(parents=True)
+    (dest / "checkpoints" / "codebook_code.bin").write_bytes(b"\x02" * 64)
+    (dest / "manifest.json").write_text('{"files": []}\n')
+    assert artifacts.claim(str(dest), "303")["moved"] == "earlier/unknown-instance"
+    assert (dest / "earlier" / "unknown-instance" / "checkpoints" / "codebook_code.bin").read_bytes() == b"\x02" * 64
+    assert manifest(str(dest)) == {"files": [], "instances": ["303"]}
