@@ -7,16 +7,13 @@ import pytest
 
 from test_site import Site
 
+STAGE = {"name": "one", "data": ["data/code_training_combined.jsonl"], "lr": "1e-4", "warmup": 10, "epochs": 2,
+         "output": "checkpoints/x.safetensors", "log": "x.log"}
+
 BAD_INPUTS = {
-    "stages": ({"campaign_stages": [{"name": "one", "data": ["data/code_training_combined.jsonl"], "lr": "1e-4",
-                                     "warmup": 10, "epochs": "ten", "output": "checkpoints/x.safetensors",
-                                     "log": "x.log"}]}, "epochs"),
-    "negative_epochs": ({"campaign_stages": [{"name": "one", "data": ["data/code_training_combined.jsonl"], "lr": "1e-4",
-                                              "warmup": 10, "epochs": -3, "output": "checkpoints/x.safetensors",
-                                              "log": "x.log"}]}, "campaign_stages"),
-    "stage_key": ({"campaign_stages": [{"name": "one", "data": ["data/code_training_combined.jsonl"], "lr": "1e-4",
-                                        "warmup": 10, "epochs": 2, "output": "checkpoints/x.safetensors",
-                                        "log": "x.log", "batchsize": 8}]}, "batchsize"),
+    "stages": ({"campaign_stages": [dict(STAGE, epochs="ten")]}, "epochs"),
+    "negative_epochs": ({"campaign_stages": [dict(STAGE, epochs=-3)]}, "campaign_stages"),
+    "stage_key": ({"campaign_stages": [dict(STAGE, batchsize=8)]}, "batchsize"),
     "streams": ({"data_sync_max_streams": "three"}, "data_sync_max_streams"),
     "local_files": ({"data_sync_local_files": {"checkpoints": {}, "stak_python": "/x/python_sample.jsonl"}},
                     "data_sync_local_files.stak_python"),
