@@ -92,3 +92,25 @@ def test_plays_that_need_ssh_skip_a_stopped_instance_with_a_message(emulator, ss
     assert "Recover onto a new instance with ansible-playbook voltx.vastai.recover" in " ".join(output.split())
     site.play("playbooks/teardown.yml", "-e", "harvest_teardown_force=true")
     assert live_instances(emulator) == []
+
+
+def test_a_failure_after_the_rent_names_the_instance_says_it_bills_and_how_to_stop_it(emulator, ssh_keypair, tmp_path):
+    site = Site(tmp_path, emulator, ssh_keypair)
+    instance = rent(site, emulator)
+    # Nothing was built or uploaded: verify fails on the rented instance.
+    output = site.play("playbooks/verify.yml", expect_rc=2)
+    assert "Vast.ai instance %d" % instance["id"] in output
+    assert "rented and billing" in output
+    assert "ansible-playbook voltx.vastai.teardown -i " in output
+
+
+def test_a_limit_that_leaves_no_instance_is_never_a_silent_success(emulator, ssh_keypair, tmp_path):
+    site = Site(tmp_path, emulator, ssh_keypair)
+    rent(site, emulator)
+    # A second inventory holds a machine of the user's own; --limit to it leaves no instance to verify.
+    extra = tmp_path / "workstation.ini"
+    extra.write_text("workstation ansible_connection=local\n")
+    output = site.play("playbooks/verify.yml", "-i", "inventories/vastai.yml", "-i", str(extra),
+                       "--limit", "workstation", expect_rc=2)
+    assert "--limit workstation leaves none of the instances in the group 'training'" in output
+    assert LABEL in output
