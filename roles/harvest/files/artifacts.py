@@ -236,6 +236,9 @@ def plan(dest, probe_data, only=None):
 
 MANIFEST = "manifest.json"
 EARLIER = "earlier"
+# The campaign's ledger (plugins/module_utils/_ledger.py writes it): the burn-in may add this campaign's casualties to
+# it before this campaign's first harvest claims the directory.
+LEDGER = "campaign.json"
 
 
 def read_manifest(dest):
@@ -254,6 +257,8 @@ def claim(dest, instance, join=False):
         return {"instances": instances, "moved": None, "changed": False}
     os.makedirs(dest, mode=0o700, exist_ok=True)
     held = sorted(n for n in os.listdir(dest) if n not in (EARLIER, MANIFEST))
+    if held == [LEDGER] and not manifest:
+        held = []  # no earlier campaign: the ledger of what this one's burn-in destroyed before its first harvest
     moved = None
     if join:
         instances = instances + [instance]
@@ -266,11 +271,29 @@ def claim(dest, instance, join=False):
         os.makedirs(target, mode=0o700, exist_ok=True)
         for entry in held + ([MANIFEST] if manifest else []):  # the manifest last: it marks the move done
             os.replace(os.path.join(dest, entry), os.path.join(target, entry))
+        if LEDGER in held:
+            keep_later_ledger_entries(os.path.join(target, LEDGER), os.path.join(dest, LEDGER), instances)
         moved, manifest, instances = os.path.relpath(target, dest), {}, [instance]
     else:
         instances = [instance]
     write_if_changed(os.path.join(dest, MANIFEST), manifest_text(instances, manifest.get("files", [])))
     return {"instances": instances, "moved": moved, "changed": True}
+
+
+def keep_later_ledger_entries(earlier_path, path, earlier_instances):
+    """Gives back to the new campaign the ledger entries of instances destroyed after the earlier campaign's last one
+    (its burn-in casualties); the earlier campaign keeps the rest."""
+    with open(earlier_path) as handle:
+        ledger = json.load(handle)
+    entries = ledger.get("instances", [])
+    ends = [e.get("end_time") or 0 for e in entries if str(e.get("id")) in earlier_instances]
+    if not ends:
+        return
+    later = [e for e in entries if (e.get("end_time") or 0) > max(ends) and str(e.get("id")) not in earlier_instances]
+    if later:
+        write_if_changed(earlier_path, json.dumps(dict(ledger, instances=[e for e in entries if e not in later]),
+                                                  indent=1, sort_keys=True))
+        write_if_changed(path, json.dumps(dict(ledger, instances=later), indent=1, sort_keys=True))
 
 
 def safe(dest, instance, finals):

@@ -145,3 +145,29 @@ def test_results_of_an_unrecorded_instance_are_moved_aside_not_adopted(tmp_path)
     assert artifacts.claim(str(dest), "303")["moved"] == "earlier/unknown-instance"
     assert (dest / "earlier" / "unknown-instance" / "checkpoints" / "codebook_code.bin").read_bytes() == b"\x02" * 64
     assert manifest(str(dest)) == {"files": [], "instances": ["303"]}
+
+
+def ledger(dest, *rows):
+    with open(os.path.join(dest, "campaign.json"), "w") as handle:
+        rows = [{"id": i, "dph": 0.2, "start_time": start, "end_time": end} for i, start, end in rows]
+        json.dump({"instances": rows}, handle)
+
+
+def ledger_ids(dest):
+    with open(os.path.join(dest, "campaign.json")) as handle:
+        return [row["id"] for row in json.load(handle)["instances"]]
+
+
+def test_the_burn_in_casualties_before_the_first_harvest_stay_with_the_campaign_that_rented_them(tmp_path):
+    dest = str(tmp_path / "dest")
+    os.makedirs(dest)
+    ledger(dest, (90, 1000.0, 1100.0))  # the burn-in destroyed 90, then rented 101
+    assert artifacts.claim(dest, "101")["moved"] is None
+    assert ledger_ids(dest) == [90] and manifest(dest)["instances"] == ["101"]
+
+    # The campaign of 101 ends (destroyed at 5000); another campaign under the label loses 91 to its burn-in, rents 202.
+    harvest(instance(tmp_path / "a"), dest, "101")
+    ledger(dest, (90, 1000.0, 1100.0), (101, 1100.0, 5000.0), (91, 6000.0, 6100.0))
+    assert artifacts.claim(dest, "202")["moved"] == "earlier/101"
+    assert ledger_ids(os.path.join(dest, "earlier", "101")) == [90, 101]
+    assert ledger_ids(dest) == [91]
