@@ -22,7 +22,7 @@ import pytest
 from vast_emulator.containers import Docker, state_dir_hash
 from vast_emulator.testing import EmulatorHandle
 
-from test_readme import user_campaign_commands
+from test_readme import controller_block, user_campaign_commands
 from test_site import LABEL, wait_for_jobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,8 +32,6 @@ import sandbox  # noqa: E402  (tests/ is not a package)
 USER = "voltx-user"
 HOME = "/home/" + USER
 VENV = HOME + "/.venvs/voltx"
-# What the README's "The controller" section installs; versions from the lock file.
-CONTROLLER_PACKAGES = ("ansible-core", "requests", "jmespath", "matplotlib")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="makes a user account: runs as root (as make test does)")
 
@@ -65,12 +63,15 @@ def controller_user():
         subprocess.run(["useradd", "--create-home", "--home-dir", HOME, "--shell", "/bin/bash", USER], check=True)
     groups = [g.gr_name for g in grp.getgrall() if USER in g.gr_mem]
     assert not set(groups) & {"docker", "sudo", "wheel", "root"}, groups
+    # What the README's "The controller" section installs, at the lock file's versions.
+    (pip,) = [c for c in controller_block() if "pip install" in c]
+    packages = pip.split("pip install", 1)[1].split()
     stamp = "%s/.lock-%s" % (VENV, _lock_digest())
     if not os.path.exists(stamp):
         shutil.copy(os.path.join(ROOT, "requirements.lock"), HOME + "/requirements.lock")
         os.chown(HOME + "/requirements.lock", pwd.getpwnam(USER).pw_uid, pwd.getpwnam(USER).pw_gid)
         as_user("rm -rf %s && /usr/bin/python3 -m venv %s && %s/bin/pip install -q --disable-pip-version-check "
-                "-c ~/requirements.lock %s && touch %s" % (VENV, VENV, VENV, " ".join(CONTROLLER_PACKAGES), stamp))
+                "-c ~/requirements.lock %s && touch %s" % (VENV, VENV, VENV, " ".join(packages), stamp))
     # Ansible Galaxy is out of reach here: the collection's one dependency is put where `ansible-galaxy collection
     # install ansible.posix` would have put it, from the `ansible` package of this checkout's venv.
     posix = os.path.join(sysconfig.get_paths()["purelib"], "ansible_collections", "ansible", "posix")
