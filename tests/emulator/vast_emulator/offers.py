@@ -8,19 +8,27 @@ DEFAULT_CATALOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cata
 
 # Keys of a search body that steer the search instead of filtering on a column.
 CONTROL_KEYS = {"order", "type", "limit", "allocated_storage", "disable_bundling", "select_cols"}
-# Column names the CLI or the server treat as another column.
-ALIASES = {
+# What the emulator knows of the search language comes from the API's side, never from the collection's tables:
+# the official client's field table and aliases (vastai 1.9.1, vastai/api/query.py offers_fields and
+# offers_alias, copied as shipped), the offer columns of shared/reference/vast-api.md section 7.1, and the names
+# the server maps itself (reference section 3.1 and checklist 8.3).
+CLIENT_SEARCH_FIELDS = frozenset("""
+bw_nvlink compute_cap cpu_arch cpu_cores cpu_cores_effective cpu_ghz cpu_ram cuda_max_good datacenter
+direct_port_count driver_version disk_bw disk_space dlperf dlperf_per_dphtotal dph_total duration external
+flops_per_dphtotal gpu_arch gpu_display_active gpu_frac gpu_mem_bw gpu_name gpu_ram gpu_total_ram gpu_max_power
+gpu_max_temp has_avx host_id id inet_down inet_down_cost inet_up inet_up_cost machine_id min_bid mobo_name num_gpus
+pci_gen pcie_bw reliability rentable rented storage_cost static_ip total_flops ubuntu_version verification verified
+vms_enabled geolocation cluster_id
+""".split())
+CLIENT_ALIASES = {
     "cuda_vers": "cuda_max_good",
-    "dph": "dph_total",
-    "dlperf_usd": "dlperf_per_dphtotal",
-    "flops_usd": "flops_per_dphtotal",
     "display_active": "gpu_display_active",
-    "reliability2": "reliability",
+    "dlperf_usd": "dlperf_per_dphtotal",
+    "dph": "dph_total",
+    "flops_usd": "flops_per_dphtotal",
 }
-# Columns a search may filter on: the offer fields Vast documents (reference section 7.1) and the search-only
-# names the official client knows (offers_fields in vastai/api/query.py). The CLI only warns about other names;
-# the emulator refuses them so a typo cannot silently match everything.
-SEARCH_FIELDS = frozenset("""
+# Section 7.1's scalar columns; the price breakdowns (search, instance) and the logo path are not filters.
+OFFER_COLUMNS = frozenset("""
 id ask_contract_id bundle_id machine_id host_id num_gpus gpu_name gpu_arch gpu_ram gpu_total_ram gpu_frac gpu_ids
 gpu_lanes pci_gen pcie_bw gpu_mem_bw gpu_max_power gpu_max_temp compute_cap cuda_max_good driver_version driver_vers
 bw_nvlink total_flops dlperf dlperf_per_dphtotal flops_per_dphtotal score cpu_name cpu_arch cpu_cores
@@ -30,8 +38,16 @@ credit_discount_max reliability reliability2 reliability_mult expected_reliabili
 rented external hosting_type geolocation geolocode public_ipaddr static_ip os_version start_date end_date duration
 vms_enabled is_vm_deverified gpu_display_active resource_type cluster_id hostname webpage avail_vol_ask_id
 avail_vol_dph avail_vol_size time_remaining time_remaining_isbid rn dph_total_adj discount_rate discounted_hourly
-discounted_dph_total internet_up_cost_per_tb internet_down_cost_per_tb verified datacenter ubuntu_version
-""".split()) | set(ALIASES)
+discounted_dph_total internet_up_cost_per_tb internet_down_cost_per_tb
+""".split())
+# Column names the CLI or the server treat as another column.
+ALIASES = dict(CLIENT_ALIASES, reliability2="reliability")
+# Names the server maps to a column itself (verified -> vericode, datacenter -> hosting_type, ...).
+SERVER_FIELDS = frozenset(["verified", "datacenter", "geolocation", "driver_version", "duration"])
+# The CLI only warns about other names and sends them; what the server then does is not on record (reference 3.1
+# item 8). The emulator refuses them, with the server's wording for an unknown key on the instance list (3.3), so a
+# typo cannot silently match everything.
+SEARCH_FIELDS = CLIENT_SEARCH_FIELDS | OFFER_COLUMNS | SERVER_FIELDS | set(ALIASES)
 DEFAULT_ALLOCATED_STORAGE = 5.0
 # One client saw at most 64 offers per search whatever the limit; the emulator keeps that cap.
 MAX_OFFERS = 64

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.voltx.vastai.plugins.module_utils._offers import (
+    FIELD_ALIASES,
     KNOWN_OFFER_FIELDS,
     build_offer_query,
     offer_problems,
@@ -136,6 +137,18 @@ def test_known_fields_cover_guide_columns():
     for field in ("gpu_name", "num_gpus", "cpu_cores_effective", "cpu_ram", "disk_space", "cuda_max_good",
                   "dph_total", "reliability", "inet_up", "duration", "verified", "geolocation", "driver_version"):
         assert field in KNOWN_OFFER_FIELDS
+
+
+def test_every_field_the_module_may_send_is_one_the_api_knows():
+    """The emulator's field list is written from the official client and the API reference, not from this module:
+    a field name the API does not know, in the module's table or in a query it builds, shows up here."""
+    from vast_emulator import offers as api
+
+    body = build_offer_query(rental_type="interruptible", min_host_cpu_cores=128, min_inet_up_mbps=100,
+                             min_duration_days=3, order=["dph", "-reliability"], limit=5, **GUIDE)
+    sent = {name for name in body if name not in api.CONTROL_KEYS} | {column for column, _ in body["order"]}
+    assert sorted((sent | KNOWN_OFFER_FIELDS | set(FIELD_ALIASES)) - api.SEARCH_FIELDS) == []
+    assert {alias: api.ALIASES.get(alias) for alias in FIELD_ALIASES} == FIELD_ALIASES
 
 
 def good_offer(**over):
