@@ -64,11 +64,9 @@ OFFER_FILTER_OPTIONS = tuple(name for name in offer_filter_argument_spec() if na
 class VastModule:
     """Base for the voltx.vastai modules.
 
-    A subclass sets ``represent`` and implements ``run()``; it may add checks in ``validate()``
+    A subclass implements ``run()``; it may add checks in ``validate()``
     (called before any request) by calling ``self.fail_option(option, why)``.
     """
-
-    represent = "vastai"
 
     def __init__(self, module, sleep=time.sleep, clock=time.time, client=None):
         self.module = module

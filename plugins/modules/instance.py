@@ -338,7 +338,6 @@ DESTROY_PROGRESS = ("over_price", "failed", "stuck", "timeout")
 
 
 class VastInstance(VastModule):
-    represent = "instance"
     query = None
     disk = None
 
@@ -379,8 +378,6 @@ class VastInstance(VastModule):
                 self.fail_option("bid_price", "must be greater than 0 and at most %g $/h, got %s" % (BID_MAX, p["bid_price"]))
             if p["rental_type"] != "interruptible":
                 self.fail_option("bid_price", "is only valid with rental_type=interruptible")
-        if p["rental_type"] == "interruptible" and p["bid_price"] is None and p["state"] != "absent":
-            self.fail_option("bid_price", "is required with rental_type=interruptible")
         for name in ("wait_timeout", "loading_timeout", "max_attempts"):
             if p[name] < 1:
                 self.fail_option(name, "must be at least 1, got %s" % p[name])
@@ -389,9 +386,6 @@ class VastInstance(VastModule):
         if p["offer_id"] is not None:
             if p["offer_id"] < 1:
                 self.fail_option("offer_id", "must be a positive offer id, got %s" % p["offer_id"])
-            used = [name for name in SEARCH_FILTERS if p.get(name) is not None]
-            if used:
-                self.fail_option("offer_id", "cannot be combined with the search filters (%s)" % ", ".join(used))
         # Disk: what we allocate must fit on the offer, and prices are compared with it included.
         self.disk = p["disk_gb"] if p["disk_gb"] is not None else (
             p["min_disk_gb"] if p["min_disk_gb"] is not None else DEFAULT_DISK_GB)
@@ -761,7 +755,13 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        # An offer named by id is rented as it is: a search filter beside it would be silently ignored.
+        mutually_exclusive=[("offer_id", name) for name in SEARCH_FILTERS],
+        required_if=[("rental_type", "interruptible", ["bid_price"])],
+        supports_check_mode=True,
+    )
     VastInstance(module).execute()
 
 

@@ -130,7 +130,6 @@ from ..module_utils._instance import summarize_instance
 
 
 class VastInstanceInfo(VastModule):
-    represent = "instances"
 
     def validate(self):
         super(VastInstanceInfo, self).validate()

@@ -126,7 +126,6 @@ except ImportError:
 
 
 class VastOfferInfo(VastModule):
-    represent = "offers"
     query = None
     _compiled = None
 

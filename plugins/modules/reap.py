@@ -139,7 +139,6 @@ from ..module_utils._instance import summarize_instance
 
 
 class VastReap(VastModule):
-    represent = "reap"
 
     def validate(self):
         super(VastReap, self).validate()

@@ -77,7 +77,6 @@ def _summary(key):
 
 
 class VastSSHKey(VastModule):
-    represent = "ssh_key"
 
     def validate(self):
         super(VastSSHKey, self).validate()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.voltx.vastai.plugins.module_utils._client import VastError
 from ansible_collections.voltx.vastai.plugins.modules import instance as mod
@@ -311,8 +312,6 @@ def test_explicit_offer_id_skips_search(vast, clock):
     (dict(order=["nope"]), "order: unknown offer field"),
     (dict(ssh_public_key="hello"), "ssh_public_key:"),
     (dict(bid_price=0.1), "bid_price: is only valid with rental_type=interruptible"),
-    (dict(rental_type="interruptible"), "bid_price: is required"),
-    (dict(offer_id=5), "offer_id: cannot be combined"),
     (dict(wait_timeout=0), "wait_timeout: must be at least 1"),
     (dict(image=" "), "image: ' ' is empty"),
     (dict(image="nvidia/CUDA:12.8.0-devel"), "image: 'nvidia/CUDA:12.8.0-devel' has upper case"),
@@ -323,6 +322,17 @@ def test_bad_input_fails_before_any_request(vast, clock, over, needle):
     assert kind == "failed"
     assert needle in result["msg"]
     assert vast.calls == []
+
+
+@pytest.mark.parametrize("over,needle", [
+    (dict(rental_type="interruptible"), "rental_type is interruptible but all of the following are missing: bid_price"),
+    (dict(offer_id=5), "parameters are mutually exclusive: offer_id|gpu_name, offer_id|num_gpus"),
+])
+def test_argument_spec_refuses_options_that_contradict(capsys, over, needle):
+    """The module as Ansible runs it: the argument spec refuses these before the module asks anything of Vast."""
+    with patch_module_args(dict(GUIDE, **over)), pytest.raises(SystemExit):
+        mod.main()
+    assert needle in json.loads(capsys.readouterr().out)["msg"]
 
 
 def test_image_required_to_rent(vast, clock):
