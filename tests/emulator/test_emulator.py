@@ -172,6 +172,26 @@ def test_get_search_orders_by_price_and_limits(emulator):
     assert [offer["id"] for offer in offers] == [CHEAPEST_MATCH, 24521297]
 
 
+# Without the cheapest match's machine and with hosts of 64+ cores and a small disk, the most work per dollar
+# (dlperf_per_dphtotal) and the lowest price are two different offers.
+VALUE_QUERY = dict(GUIDE_QUERY, cpu_cores={"gte": "64"}, disk_space={"gte": "20"}, allocated_storage=20.0,
+                   machine_id={"notin": ["38411"]})
+
+
+def test_search_orders_by_work_per_dollar_then_price(emulator):
+    by_value = requests.post(emulator.url + "/api/v0/bundles/", timeout=30, json=dict(
+        VALUE_QUERY, order=[["dlperf_per_dphtotal", "desc"], ["dph_total", "asc"]])).json()["offers"]
+    by_price = requests.post(emulator.url + "/api/v0/bundles/", timeout=30, json=dict(
+        VALUE_QUERY, order=[["dph_total", "asc"]])).json()["offers"]
+    assert sorted(o["id"] for o in by_value) == sorted(o["id"] for o in by_price)
+    assert [o["id"] for o in by_value[:2]] == [24568811, 24600487] and by_price[0]["id"] == 24600487
+    # The column is the DLPerf score per dollar of the hour's total price at this search's disk size.
+    for offer in by_value:
+        assert offer["dlperf_per_dphtotal"] == pytest.approx(offer["dlperf"] / offer["dph_total"], abs=0.01)
+    values = [o["dlperf_per_dphtotal"] for o in by_value]
+    assert values == sorted(values, reverse=True)
+
+
 def test_search_translates_fields_like_the_server(api):
     def ids(**query):
         return {offer["id"] for offer in api.ok("POST", "/api/v0/bundles/", json=query)["offers"]}

@@ -5,6 +5,8 @@ import json
 import re
 import subprocess
 
+import pytest
+
 from test_instance_lifecycle import guide_matches, live_instances, rent_task
 from test_site import LABEL, Site, recap
 
@@ -92,6 +94,23 @@ def test_an_offer_whose_host_listing_ends_before_the_run_is_skipped(emulator, ss
     site.play("playbooks/rent.yml")
     (rented,) = live_instances(emulator)
     assert rented["machine_id"] == guide_matches()[1]["machine_id"] != cheapest["machine_id"]
+    emulator.reset()
+
+
+@pytest.mark.parametrize("rank_by, machine_id", [(None, 39328), ("price", 39852)])
+def test_the_rent_takes_the_most_work_per_dollar_unless_told_the_price(emulator, ssh_keypair, tmp_path, rank_by,
+                                                                       machine_id):
+    emulator.reset()
+    # Hosts of 64+ cores and a small disk, without the cheapest match's machine (38411): the offer on machine 39328
+    # gives the most DLPerf per dollar (dlperf_per_dphtotal), the one on 39852 costs the least
+    # (tests/emulator/test_emulator.py checks the emulator's two orders).
+    settings = dict(vastai_min_host_cpu_cores=64, vastai_min_disk_gb=20, vastai_disk_gb=20,
+                    vastai_excluded_machines=[38411])
+    if rank_by:
+        settings["vastai_rank_by"] = rank_by
+    Site(tmp_path, emulator, ssh_keypair, **settings).play("playbooks/rent.yml")
+    (rented,) = live_instances(emulator)
+    assert rented["machine_id"] == machine_id
     emulator.reset()
 
 

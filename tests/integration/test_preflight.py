@@ -21,6 +21,7 @@ BAD_INPUTS = {
     "gpu": ({"vastai_gpu_name": "RTX 9999"}, "vastai_gpu_name"),
     "image": ({"vastai_image": "nvidia/CUDA:12.8.0-devel-ubuntu22.04"}, "vastai_image"),
     "public_key": ({"vastai_ssh_public_key_file": "/nonexistent/id_ed25519.pub"}, "vastai_ssh_public_key_file"),
+    "rank_by": ({"vastai_rank_by": "dlperf"}, "vastai_rank_by"),
 }
 
 

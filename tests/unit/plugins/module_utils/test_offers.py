@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import os
+
+import jinja2
 import pytest
+import yaml
 
 from ansible_collections.voltx.vastai.plugins.module_utils._offers import (
     FIELD_ALIASES,
@@ -14,6 +19,7 @@ from ansible_collections.voltx.vastai.plugins.module_utils._offers import (
     select_offers,
 )
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 GUIDE = dict(gpu_name="RTX_5090", num_gpus=1, min_cpu_cores=128, min_ram_gb=64, min_disk_gb=250, min_cuda=12.8,
              max_dph=0.2, min_reliability=0.95)
 
@@ -211,3 +217,26 @@ def test_rank_stable_desc_missing_last():
     assert [o["id"] for o in ranked] == [2, 1, 4, 5, 3]
     assert [o["id"] for o in rank_offers(offers)] == [2, 1, 4, 5, 3]
     assert [o["id"] for o in rank_offers(list(reversed(offers)))] == [2, 1, 4, 5, 3]
+
+
+def campaign_offer_order(rank_by):
+    """The order playbooks/rent.yml sends for a vastai_rank_by, as roles/campaign/vars/main.yml gives it."""
+    with open(os.path.join(ROOT, "roles", "campaign", "vars", "main.yml")) as handle:
+        template = yaml.safe_load(handle)["campaign_offer_order"]
+    return ast.literal_eval(jinja2.Template(template).render(vastai_rank_by=rank_by))
+
+
+@pytest.mark.parametrize("rank_by, sent, ranked_ids", [
+    # The most work per dollar first; of two equal ones the cheaper.
+    ("value", [["dlperf_per_dphtotal", "desc"], ["dph_total", "asc"]], [3, 2, 4, 1]),
+    ("price", [["dph_total", "asc"]], [1, 4, 3, 2]),
+])
+def test_the_campaign_ranks_by_work_per_dollar_or_by_price(rank_by, sent, ranked_ids):
+    query = build_offer_query(order=campaign_offer_order(rank_by), **GUIDE)
+    assert query["order"] == sent
+    offers = [good_offer(id=1, dph_total=0.12, dlperf_per_dphtotal=900.0),
+              good_offer(id=2, dph_total=0.19, dlperf_per_dphtotal=1100.0),
+              good_offer(id=3, dph_total=0.15, dlperf_per_dphtotal=1100.0),
+              good_offer(id=4, dph_total=0.14, dlperf_per_dphtotal=1000.0)]
+    ranked, rejected = select_offers(offers, query)
+    assert [o["id"] for o in ranked] == ranked_ids and rejected == []
