@@ -478,6 +478,88 @@ def test_stuck_loading_and_v1_list_paging(emulator, api, rented):
 
 # ---- faults ---------------------------------------------------------------------------------------------------
 
+# ---- the instance's own key (CONTAINER_API_KEY) ------------------------------------------------------------------
+
+KEYED_OFFER = 24584649  # offers no other test rents or lists by id
+LIFECYCLE_OFFER = 24592568
+NOT_AUTHORIZED = {"success": False, "error": "not_authorized", "msg": "Not authorized for this instance or endpoint"}
+SOME_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOw6gmXCJQoBmqtEXHXuBNSjWbvIfc9e3M c"
+
+
+def rent_with_key(api, offer_id):
+    """(instance id, the create reply's instance_api_key), once the instance runs."""
+    payload = dict(CLI_CREATE_BODY, image=IMAGE, env={}, disk=10.0, label="keyed", onstart=None)
+    reply = api.ok("PUT", "/api/v0/asks/%d/" % offer_id, json=payload)
+    api.wait_for(reply["new_contract"], "running")
+    return reply["new_contract"], reply["instance_api_key"]
+
+
+def container_environment(emulator, instance_id):
+    """The environment the container's processes start with (on Vast, PID 1's; sshd here rewrites its own)."""
+    (container,) = [name for name in emulator.containers() if name.startswith("vastemu-%d-" % instance_id)]
+    raw = subprocess.run(["docker", "exec", container, "env", "-0"], capture_output=True, check=True).stdout
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+@pytest.fixture(scope="module")
+def keyed(api):
+    return rent_with_key(api, KEYED_OFFER)
+
+
+def test_each_container_holds_its_instance_id_and_own_key(emulator, api, keyed):
+    instance_id, key = keyed
+    environment = container_environment(emulator, instance_id)
+    assert environment["CONTAINER_ID"] == str(instance_id)
+    assert environment["CONTAINER_API_KEY"] == key and len(key) == 64 and key != emulator.api_key
+    assert emulator.api_key not in json.dumps(environment)
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/api/v1/instances/", None),
+    ("POST", "/api/v0/bundles/", GUIDE_QUERY),
+    ("PUT", "/api/v0/asks/%d/" % RTX_3090, dict(CLI_CREATE_BODY, image=IMAGE, disk=10.0)),
+    ("GET", "/api/v0/ssh/", None),
+    ("POST", "/api/v0/ssh/", {"ssh_key": SOME_PUBLIC_KEY}),
+    ("GET", "/api/v0/users/current/", None),
+    ("PUT", "/api/v0/instances/reboot/{own}/", {}),
+    ("POST", "/api/v0/instances/{own}/ssh/", {"ssh_key": SOME_PUBLIC_KEY}),
+    ("PUT", "/api/v0/instances/{own}/", {"label": "renamed"}),
+    ("PUT", "/api/v0/instances/{own}/", {"state": "stopped", "label": "renamed"}),
+    ("GET", "/api/v0/instances/{other}/", None),
+    ("PUT", "/api/v0/instances/{other}/", {"state": "stopped"}),
+    ("DELETE", "/api/v0/instances/{other}/", {}),
+])
+def test_the_instance_key_is_refused_for_anything_but_its_own_instance(emulator, api, keyed, rented, method, path,
+                                                                        body):
+    instance_id, key = keyed
+    def account_view():
+        rows = {i: api.show(i) for i in (instance_id, rented)}
+        return ({i: (row["label"], row["intended_status"]) for i, row in rows.items()},
+                api.ok("GET", "/api/v1/instances/")["total_instances"], api.call("GET", "/api/v0/ssh/").json())
+
+    before = account_view()
+    url = path.format(own=instance_id, other=rented)
+    refused = Api(emulator.url, key).call(method, url, json=body)
+    assert (refused.status_code, refused.json()) == (403, NOT_AUTHORIZED), url
+    assert account_view() == before, "a refused request changed nothing"
+
+
+def test_the_instance_key_shows_starts_stops_and_destroys_its_own_instance(emulator, api):
+    instance_id, key = rent_with_key(api, LIFECYCLE_OFFER)
+    own = Api(emulator.url, key)
+    assert own.show(instance_id)["id"] == instance_id
+    # What `vastai stop instance $CONTAINER_ID --api-key $CONTAINER_API_KEY` sends, then start.
+    assert own.ok("PUT", "/api/v0/instances/%d/" % instance_id, json={"state": "stopped"}) == {"success": True}
+    assert api.wait_for(instance_id, "exited")["intended_status"] == "stopped"
+    assert own.ok("PUT", "/api/v0/instances/%d/" % instance_id, json={"state": "running"}) == {"success": True}
+    api.wait_for(instance_id, "running")
+    own.destroy(instance_id)
+    assert api.show(instance_id) is None
+    # The key went with its instance.
+    gone = own.call("GET", "/api/v0/instances/%d/" % instance_id, params={"owner": "me"})
+    assert (gone.status_code, gone.json()) == (401, AUTH_ERROR)
+
+
 def test_rate_limit_and_server_error_faults(emulator, api):
     emulator.set_faults(rate_limit=2, server_error=1)
     statuses = [api.call("GET", "/api/v0/users/current") for _attempt in range(4)]

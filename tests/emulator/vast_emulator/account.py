@@ -6,6 +6,7 @@ generation counter so a boot watcher notices that a stop, start or destroy overt
 """
 
 import base64
+import hmac
 import json
 import re
 import secrets
@@ -125,6 +126,8 @@ class Instance:
         self.sshd_port = None  # the container's published sshd port while it is started
         self.proxy = None
         self.docker_lock = threading.Lock()  # keeps docker start/stop/rm of one container in request order
+        # The instance's own key: the create reply's instance_api_key and CONTAINER_API_KEY in its container.
+        self.api_key = secrets.token_hex(32)
 
     @property
     def id(self):
@@ -191,7 +194,7 @@ class Account:
             self.instances[instance.id] = instance
             generation = instance.generation
         self._spawn(self._boot, instance, generation)
-        return {"success": True, "new_contract": instance.id, "instance_api_key": secrets.token_hex(32)}
+        return {"success": True, "new_contract": instance.id, "instance_api_key": instance.api_key}
 
     def _take_by_fault(self, offer):
         """offer_taken: the listed offers, or the next N rents, lose the race to another renter.
@@ -322,9 +325,11 @@ class Account:
 
     def _create_container(self, instance):
         env = dict(_plain_env(instance.record["extra_env"]))
+        env.pop("CONTAINER_API_KEY", None)  # Vast's own value wins, as for the names below
         env.update(VAST_CONTAINERLABEL="C.%d" % instance.id, CONTAINER_ID=str(instance.id),
                    PUBLIC_KEY="\n".join(instance.attached_keys))
-        self.docker.create(instance.container, env, memory_mb=instance.memory_mb)
+        self.docker.create(instance.container, env, memory_mb=instance.memory_mb,
+                           secret_env={"CONTAINER_API_KEY": instance.api_key})
         if instance.record["onstart"]:
             self.docker.put_file(instance.container, "/root/onstart.sh", instance.record["onstart"])
 
@@ -372,6 +377,14 @@ class Account:
         instance.sshd_port = None
         instance.record.update(ports=None, gpu_util=None, gpu_temp=None, cpu_util=None, **fields)
         return instance.generation
+
+    def instance_with_key(self, key):
+        """The id of the live instance whose own key this is, else None (a destroyed instance's key is revoked)."""
+        with self.lock:
+            for instance in self.instances.values():
+                if not instance.destroyed and hmac.compare_digest(key.encode(), instance.api_key.encode()):
+                    return instance.id
+        return None
 
     def _live_ids(self):
         return {instance.id for instance in self.instances.values() if not instance.destroyed}

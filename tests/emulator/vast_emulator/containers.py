@@ -27,7 +27,7 @@ class Docker:
     def container_name(self, instance_id):
         return "vastemu-%d-%s" % (instance_id, self.label_value)
 
-    def create(self, name, env, memory_mb=None):
+    def create(self, name, env, memory_mb=None, secret_env=None):
         """Creates (does not start) the container; sshd in it listens on a random 127.0.0.1 port."""
         args = ["create", "--name", name, "--label", "%s=%s" % (LABEL, self.label_value),
                 "-p", "127.0.0.1::22"]
@@ -35,7 +35,11 @@ class Docker:
             args += ["--memory", "%dm" % memory_mb]
         for key, value in env.items():
             args += ["-e", "%s=%s" % (key, value)]
-        self._run(*args, self.image)
+        # -e NAME takes the value from the docker CLI's environment: a secret stays out of `ps`.
+        secret_env = secret_env or {}
+        for key in secret_env:
+            args += ["-e", key]
+        self._run(*args, self.image, env=dict(os.environ, **secret_env) if secret_env else None)
 
     def put_file(self, name, path, text):
         """Writes one file into a container, running or not, through a tar stream on stdin."""
@@ -89,8 +93,9 @@ class Docker:
             self._run("rm", "-f", "-v", *names, check=False)
 
     @staticmethod
-    def _run(*args, stdin=None, check=True):
-        result = subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=120, check=False)
+    def _run(*args, stdin=None, check=True, env=None):
+        result = subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=120, check=False,
+                                env=env)
         if check and result.returncode != 0:
             raise DockerError(result.stderr.decode(errors="replace").strip() or "docker %s failed" % args[0])
         return result.stdout.decode(errors="replace")

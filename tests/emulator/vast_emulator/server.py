@@ -14,12 +14,18 @@ from urllib.parse import parse_qs, urlsplit
 from .account import ApiError, envelope
 
 AUTH_ERROR = {"success": False, "error": "auth_error", "msg": "Invalid user key"}
+# A known key without the permission (docs: 401 or 403 for "a scoped key that lacks the required permission"; the
+# body is the one the API reference documents for an instance a key may not touch, GET request_logs' 403).
+NOT_AUTHORIZED = {"success": False, "error": "not_authorized", "msg": "Not authorized for this instance or endpoint"}
 RATE_LIMIT_BODY = {"detail": "API requests too frequent endpoint threshold=4.5"}
 SERVER_ERROR_HTML = (b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
                      b"<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n"
                      b"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 
 REQUIRED, OPTIONAL, CONTROL = "required", "optional", "control"
+# The account key, or an instance's own key (CONTAINER_API_KEY) on that instance: Vast's docs give it show, start,
+# stop and destroy of "that specific instance" and nothing else (README: where each name comes from).
+OWN_INSTANCE = "own_instance"
 
 
 def _routes(account):
@@ -35,9 +41,9 @@ def _routes(account):
         ("PUT", r"/api/v0/asks/(\d+)", REQUIRED, lambda m, p, b: account.create_instance(int(m[1]), b)),
         ("GET", r"/api/v1/instances", REQUIRED, lambda m, p, b: account.list_instances(p)),
         ("GET", r"/api/v0/instances", REQUIRED, lambda m, p, b: _gone()),
-        ("GET", instance, REQUIRED, lambda m, p, b: account.show_instance(int(m[1]))),
-        ("PUT", instance, REQUIRED, lambda m, p, b: account.update_instance(int(m[1]), b)),
-        ("DELETE", instance, REQUIRED, lambda m, p, b: account.destroy_instance(int(m[1]))),
+        ("GET", instance, OWN_INSTANCE, lambda m, p, b: account.show_instance(int(m[1]))),
+        ("PUT", instance, OWN_INSTANCE, lambda m, p, b: account.update_instance(int(m[1]), b)),
+        ("DELETE", instance, OWN_INSTANCE, lambda m, p, b: account.destroy_instance(int(m[1]))),
         ("PUT", r"/api/v0/instances/reboot/(\d+)", REQUIRED, lambda m, p, b: account.reboot_instance(int(m[1]))),
         ("POST", instance + r"/ssh", REQUIRED, lambda m, p, b: account.attach_ssh_key(int(m[1]), b)),
         ("GET", r"/api/v0/ssh", REQUIRED, lambda m, p, b: account.list_ssh_keys()),
@@ -103,7 +109,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise envelope(404, "not_found", "No such endpoint: %s %s" % (self.command, path))
             _method, match, auth, handler = route
             if auth != CONTROL:
-                self._check_faults_and_auth(auth, params)
+                self._check_faults_and_auth(auth, params, match, body)
             if isinstance(body, ApiError):
                 raise body
             return self._send(200, handler(match, params, body))
@@ -113,7 +119,7 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             return self._send(500, {"success": False, "error": "server_error", "msg": "emulator internal error"})
 
-    def _check_faults_and_auth(self, auth, params):
+    def _check_faults_and_auth(self, auth, params, match, body):
         account = self.server.account
         if account.consume_fault("rate_limit"):
             raise ApiError(429, RATE_LIMIT_BODY)
@@ -122,8 +128,16 @@ class Handler(BaseHTTPRequestHandler):
         key = self._presented_key(params)
         if key is None and auth == OPTIONAL:
             return
-        if key is None or not hmac.compare_digest(key.encode(), self.server.api_key.encode()):
+        if key is not None and hmac.compare_digest(key.encode(), self.server.api_key.encode()):
+            return
+        own_instance = account.instance_with_key(key) if key else None
+        if own_instance is None:
             raise ApiError(401, AUTH_ERROR)
+        # An instance's key: its own instance only, and of the state changes only start and stop (no label).
+        if auth != OWN_INSTANCE or int(match[1]) != own_instance:
+            raise ApiError(403, NOT_AUTHORIZED)
+        if self.command == "PUT" and not (isinstance(body, dict) and set(body) <= {"state"}):
+            raise ApiError(403, NOT_AUTHORIZED)
 
     def _presented_key(self, params):
         header = self.headers.get("Authorization")
