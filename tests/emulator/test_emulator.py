@@ -530,8 +530,9 @@ def test_each_container_holds_its_instance_id_and_own_key(emulator, api, keyed):
     ("DELETE", "/api/v0/instances/{other}/", {}),
 ])
 def test_the_instance_key_is_refused_for_anything_but_its_own_instance(emulator, api, keyed, rented, method, path,
-                                                                        body):
+                                                                       body):
     instance_id, key = keyed
+
     def account_view():
         rows = {i: api.show(i) for i in (instance_id, rented)}
         return ({i: (row["label"], row["intended_status"]) for i, row in rows.items()},
