@@ -616,6 +616,8 @@ class VastInstance(VastModule):
             self.attempts.append(self._attempt(offer, OUTCOME_RATE_LIMITED, message=str(exc)))
             return None
         except (VastTransportError, VastError) as exc:
+            if exc.unavailable:
+                self.fail_unavailable(exc)
             if not exc.maybe_created:
                 raise
             # The request may have reached Vast.ai: look the label up before anything else.
@@ -625,6 +627,20 @@ class VastInstance(VastModule):
             tried.add(offer_id)
             self.attempts.append(self._attempt(offer, OUTCOME_CREATE_UNCERTAIN, message=str(exc)))
             return None
+
+    def fail_unavailable(self, exc):
+        """The service answered 502/503 to every create (the client retried, looking the label up before each try):
+        an outage, which no other offer or filter gets round."""
+        label = self.module.params["label"]
+        if exc.maybe_created:
+            rented = ("Whether the last create took could not be checked (the look-up failed too): an instance "
+                      "labelled %r may exist and bill. A run again finds it by its label before it rents, so it "
+                      "never rents twice; or look for it in the console." % label)
+        else:
+            rented = "Nothing was rented: no instance carries the label %r (looked up after every try)." % label
+        self.fail("Vast.ai was unavailable: %s. %s This is an outage on Vast.ai's side, not a problem of the "
+                  "filters: run again later." % (exc, rented), status=exc.status, attempts=self.attempts,
+                  instance=None)
 
     def lookup_after_uncertain_create(self):
         """After a create whose answer was lost, look for the label for as long as a create may take, so that a

@@ -201,6 +201,17 @@ def test_transport_failure_not_created_moves_on(vast, clock):
     assert len(vast.instances) == 1
 
 
+def test_an_outage_at_create_fails_at_once_saying_so_and_rents_nothing(vast, clock):
+    vast.offers = [offer(11, 0.10), offer(12, 0.15)]
+    vast.create_behaviour[11] = ["unavailable"]
+    kind, result, _m = run(vast, clock, dict(GUIDE))
+    assert kind == "failed"
+    assert "Vast.ai was unavailable" in result["msg"] and "Nothing was rented" in result["msg"]
+    assert "run again later" in result["msg"] and "Relax the filters" not in result["msg"]
+    assert [c[1] for c in vast.calls if c[0] == "create_instance"] == [11]  # no other offer, no long look-up
+    assert vast.instances == {}
+
+
 def test_unexpected_api_error_fails_with_attempts(vast, clock):
     vast.offers = [offer(11, 0.10)]
 
