@@ -81,6 +81,21 @@ def test_a_rate_limited_inventory_is_never_a_silent_success(emulator, ssh_keypai
     assert live_instances(emulator) == []
 
 
+def test_a_rate_limit_at_rent_start_says_the_api_could_not_be_read_and_rents_nothing(emulator, ssh_keypair, tmp_path):
+    site = Site(tmp_path, emulator, ssh_keypair)
+    emulator.reset()
+    emulator.set_faults(rate_limit=1000)
+    try:
+        output = " ".join(site.play("playbooks/rent.yml", expect_rc=2).split())
+    finally:
+        emulator.set_faults(rate_limit=0)
+    assert "The Vast.ai API could not be read" in output and "too frequent" in output
+    assert "Nothing was rented" in output and "run again" in output
+    assert "run with an inventory of the voltx.vastai.vastai plugin" not in output  # it was run with one
+    assert emulator.state()["instances"] == []
+    assert not [r for r in emulator.state()["requests"] if r["method"] == "PUT" and "/asks/" in r["path"]]
+
+
 def test_plays_that_need_ssh_skip_a_stopped_instance_with_a_message(emulator, ssh_keypair, tmp_path):
     site = Site(tmp_path, emulator, ssh_keypair)
     instance = rent(site, emulator)
