@@ -17,7 +17,9 @@ description:
     O(loading_timeout), an instance that fails to start, or a contract priced above O(max_dph) is destroyed
     and the next offer is tried, up to O(max_attempts) offers. Every attempt is reported in RV(attempts).
   - Renting is never retried blindly. When the create request fails in transit, the module looks the label up
-    first, so it never pays twice.
+    first, so it never pays twice. When Vast.ai answers every create with HTTP 502/503 (an outage), the module
+    fails within seconds (the client's O(retries), the label looked up before each), saying whether anything was
+    rented.
   - With O(wait=true) the module returns once the instance is running B(and) its SSH port answers with an
     SSH banner, all within O(wait_timeout).
 author:
@@ -142,6 +144,8 @@ notes:
   - The filters of the quickstart guide's Step 1 map to O(gpu_name), O(num_gpus), O(min_host_cpu_cores),
     O(min_ram_gb), O(min_disk_gb), O(min_cuda), O(max_dph) and O(min_reliability).
   - Only a newly rented instance gets O(ssh_public_key) attached; an existing one is left as it is.
+  - Interrupted (Ctrl-C) while it rents, the module fails naming the instance it rented, which bills, and how to
+    destroy it; its action plugin prints that on ansible-playbook's output (Linux), which shows no more results.
 """
 
 EXAMPLES = r"""
@@ -532,6 +536,26 @@ class VastInstance(VastModule):
         return ranked
 
     def rent(self):
+        try:
+            self.rent_until_ready()
+        except KeyboardInterrupt:
+            self.fail_interrupted()
+
+    def fail_interrupted(self):
+        """Ctrl-C (SIGINT, passed on by the instance action plugin) while renting: name what bills and how to stop it."""
+        label = self.module.params["label"]
+        pending = [a for a in self.attempts if a["instance_id"] and a["outcome"] == "pending"]
+        if pending:
+            rented = "instance %s (label %r) exists and bills from now on, still loading" % (
+                ", ".join(str(a["instance_id"]) for a in pending), label)
+        else:
+            rented = "an instance labelled %r may exist (the create may have been sent) and would bill" % label
+        self.fail("Interrupted while renting: %s. Run the rent again to go on with it (it is found by its label), "
+                  "or destroy it: ansible localhost -m voltx.vastai.instance -a 'label=%s state=absent' (or the "
+                  "teardown, ansible-playbook voltx.vastai.teardown -e harvest_teardown_force=true, once it runs)."
+                  % (rented, label), interrupted=True, attempts=self.attempts, instance=None)
+
+    def rent_until_ready(self):
         p = self.module.params
         if not p["image"]:
             self.fail("image: is required to rent a new instance (no instance carries the label %r)." % p["label"],
