@@ -658,7 +658,7 @@ class VastInstance(VastModule):
         label = self.module.params["label"]
         if exc.maybe_created:
             rented = ("Whether the last create took could not be checked (the look-up failed too): an instance "
-                      "labelled %r may exist and bill. A run again finds it by its label before it rents, so it "
+                      "labelled %r may exist and bill. A new run finds it by its label before it rents, so it "
                       "never rents twice; or look for it in the console." % label)
         else:
             rented = "Nothing was rented: no instance carries the label %r (looked up after every try)." % label
