@@ -212,6 +212,17 @@ def test_an_outage_at_create_fails_at_once_saying_so_and_rents_nothing(vast, clo
     assert vast.instances == {}
 
 
+def test_an_interrupt_while_an_instance_loads_names_it_and_how_to_destroy_it(vast, clock):
+    vast.offers = [offer(11, 0.10)]
+    vast.get_errors = [KeyboardInterrupt()]  # Ctrl-C while the module follows the new instance
+    kind, result, _m = run(vast, clock, dict(GUIDE))
+    assert kind == "failed" and result["interrupted"] is True
+    (iid,) = list(vast.instances)
+    assert "Interrupted while renting: instance %d (label %r) exists and bills" % (iid, GUIDE["label"]) in result["msg"]
+    assert "state=absent" in result["msg"]
+    assert "destroy_instance" not in vast.verbs()  # told about, not destroyed behind the user's back
+
+
 def test_unexpected_api_error_fails_with_attempts(vast, clock):
     vast.offers = [offer(11, 0.10)]
 
