@@ -37,6 +37,9 @@ description:
   - Host keys are pinned per instance, trust on first use; see O(known_hosts_dir).
   - The group C(all) gets C(vastai_inventory_account), the API URL this inventory lists and a SHA-256 digest of its
     key (never the key), so that C(playbooks/reap.yml) can refuse to reap another account than the one it harvests.
+  - When the API cannot be read (a rate limit or an outage outlasting O(retries)), the inventory stays empty but for
+    C(vastai_inventory_unreadable) in the group C(all), the reason, so that the playbooks say the API, not the
+    inventory, is the problem.
   - With O(cache=true) the instance list is cached (only the fields this plugin uses; never the API key, the Jupyter
     token or the instance environment).
 author:
@@ -290,6 +293,8 @@ from ansible_collections.voltx.vastai.plugins.module_utils._client import (
     VastClient,
     VastConfigError,
     VastError,
+    VastRateLimitError,
+    VastTransportError,
     account_id,
     api_key_locations,
     resolve_api_key,
@@ -467,6 +472,10 @@ def slim_instance(instance):
     return dict((field, instance.get(field)) for field in CACHED_FIELDS if field in instance)
 
 
+class ApiUnreadable(Exception):
+    """The API did not answer the listing (rate limit, outage): the account's instances are unknown."""
+
+
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = "voltx.vastai.vastai"
     _api_key_source = None  # where _api_key() found the key: an option, a variable or a key file's path
@@ -533,6 +542,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         """All instances of the account, reduced to the fields this plugin uses."""
         try:
             instances = client.list_instances()
+        except (VastRateLimitError, VastTransportError) as e:
+            raise ApiUnreadable("listing instances failed: %s" % to_native(e)) from e
         except VastError as e:
             raise AnsibleError("Vast.ai inventory: listing instances failed: %s" % to_native(e)) from e
         if not isinstance(instances, list):
@@ -646,7 +657,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._read_config_data(path)
         # Let options such as api_key refer to --extra-vars, and to files next to this configuration.
         self.templar.available_variables = dict(self._vars, inventory_dir=os.path.dirname(os.path.abspath(path)))
-        self._populate(self._get_instances(path, cache))
+        try:
+            instances = self._get_instances(path, cache)
+        except ApiUnreadable as e:
+            # Not a parse failure: that warning is buried among every other plugin's attempt at the file, and the
+            # playbooks could only guess that this inventory was meant. They read the reason here instead.
+            self.display.warning("Vast.ai inventory: %s" % e)
+            self.inventory.set_variable("all", "vastai_inventory_unreadable", wrap_var(to_native(e)))
+            return
+        self._populate(instances)
         account = self._account()
         if account:
             self.inventory.set_variable("all", "vastai_inventory_account", wrap_var(account))

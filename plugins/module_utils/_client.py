@@ -34,6 +34,9 @@ DEFAULT_TIMEOUT = 30.0
 CREATE_TIMEOUT = 120.0
 USER_AGENT = "voltx.vastai-ansible/1.0.0"
 RETRY_STATUSES = frozenset([429, 502, 503, 504])
+# Replies from a service that is down (not a gateway that timed out waiting for it): a create answered so most
+# likely never ran, yet is looked up by label before it is sent again.
+UNAVAILABLE_STATUSES = frozenset([502, 503])
 MAX_RETRY_AFTER = 60.0
 MAX_PAGES = 1000
 SNIPPET_CHARS = 200
@@ -54,6 +57,8 @@ class VastError(Exception):
         self.body = body
         # Only meaningful for create_instance: the request may have reached the API.
         self.maybe_created = maybe_created
+        # create_instance: the service answered 502/503 to every try (an outage, not a problem of the offer).
+        self.unavailable = False
 
     def __str__(self):
         return self.message
@@ -555,15 +560,38 @@ class VastClient:
     # -- instances -----------------------------------------------------------------------------
 
     def create_instance(self, offer_id, body):
-        """PUT /api/v0/asks/{offer_id}/ -> new instance id. NEVER retried.
+        """PUT /api/v0/asks/{offer_id}/ -> new instance id. Never sent again before a look-up.
 
-        A transport failure raises VastTransportError with ``maybe_created=True``: look the
-        label up before trying again.
+        A 502/503 reply says the service is down, but the create may still have reached it: the label is looked up,
+        and the create is sent again only when no instance carries it, with the retry policy's backoff; when the
+        retries run out the VastTransportError has ``unavailable=True`` (and ``maybe_created`` False only when the
+        last look-up found nothing). Any other transport failure raises VastTransportError with
+        ``maybe_created=True``: look the label up, for as long as a create may take, before trying again.
         """
         offer_id = _int_id(offer_id, "offer_id")
-        # The official client waits 120 s; a create that gives up sooner only learns less about what it paid for.
-        reply = self.request("PUT", "/api/v0/asks/%d/" % offer_id, json=body, retry=False,
-                             timeout=max(self.timeout, CREATE_TIMEOUT))
+        label = body.get("label") if isinstance(body, dict) else None
+        delays = self.retry_policy.delays()
+        while True:
+            try:
+                # The official client waits 120 s; a create that gives up sooner only learns less about what it paid for.
+                reply = self.request("PUT", "/api/v0/asks/%d/" % offer_id, json=body, retry=False,
+                                     timeout=max(self.timeout, CREATE_TIMEOUT))
+                break
+            except VastTransportError as exc:
+                if exc.status not in UNAVAILABLE_STATUSES or not label:
+                    raise
+                exc.unavailable = True
+                try:
+                    found = self.find_instances_by_label(label)
+                except (VastTransportError, VastRateLimitError):
+                    raise exc  # maybe_created stays True: whether the create took could not be checked
+                if found:
+                    return int(found[0]["id"])
+                exc.maybe_created = False
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                self.sleep(delay)
         contract = reply.get("new_contract") if isinstance(reply, dict) else None
         try:
             return int(contract)

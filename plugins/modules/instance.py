@@ -17,7 +17,9 @@ description:
     O(loading_timeout), an instance that fails to start, or a contract priced above O(max_dph) is destroyed
     and the next offer is tried, up to O(max_attempts) offers. Every attempt is reported in RV(attempts).
   - Renting is never retried blindly. When the create request fails in transit, the module looks the label up
-    first, so it never pays twice.
+    first, so it never pays twice. When Vast.ai answers every create with HTTP 502/503 (an outage), the module
+    fails within seconds (the client's O(retries), the label looked up before each), saying whether anything was
+    rented.
   - With O(wait=true) the module returns once the instance is running B(and) its SSH port answers with an
     SSH banner, all within O(wait_timeout).
 author:
@@ -142,6 +144,8 @@ notes:
   - The filters of the quickstart guide's Step 1 map to O(gpu_name), O(num_gpus), O(min_host_cpu_cores),
     O(min_ram_gb), O(min_disk_gb), O(min_cuda), O(max_dph) and O(min_reliability).
   - Only a newly rented instance gets O(ssh_public_key) attached; an existing one is left as it is.
+  - Interrupted (Ctrl-C) while it rents, the module fails naming the instance it rented, which bills, and how to
+    destroy it; its action plugin prints that on ansible-playbook's output (Linux), which shows no more results.
 """
 
 EXAMPLES = r"""
@@ -526,6 +530,26 @@ class VastInstance(VastModule):
         return ranked
 
     def rent(self):
+        try:
+            self.rent_until_ready()
+        except KeyboardInterrupt:
+            self.fail_interrupted()
+
+    def fail_interrupted(self):
+        """Ctrl-C (SIGINT, passed on by the instance action plugin) while renting: name what bills and how to stop it."""
+        label = self.module.params["label"]
+        pending = [a for a in self.attempts if a["instance_id"] and a["outcome"] == "pending"]
+        if pending:
+            rented = "instance %s (label %r) exists and bills from now on, still loading" % (
+                ", ".join(str(a["instance_id"]) for a in pending), label)
+        else:
+            rented = "an instance labelled %r may exist (the create may have been sent) and would bill" % label
+        self.fail("Interrupted while renting: %s. Run the rent again to go on with it (it is found by its label), "
+                  "or destroy it: ansible localhost -m voltx.vastai.instance -a 'label=%s state=absent' (or the "
+                  "teardown, ansible-playbook voltx.vastai.teardown -e harvest_teardown_force=true, once it runs)."
+                  % (rented, label), interrupted=True, attempts=self.attempts, instance=None)
+
+    def rent_until_ready(self):
         p = self.module.params
         if not p["image"]:
             self.fail("image: is required to rent a new instance (no instance carries the label %r)." % p["label"],
@@ -610,6 +634,8 @@ class VastInstance(VastModule):
             self.attempts.append(self._attempt(offer, OUTCOME_RATE_LIMITED, message=str(exc)))
             return None
         except (VastTransportError, VastError) as exc:
+            if exc.unavailable:
+                self.fail_unavailable(exc)
             if not exc.maybe_created:
                 raise
             # The request may have reached Vast.ai: look the label up before anything else.
@@ -619,6 +645,20 @@ class VastInstance(VastModule):
             tried.add(offer_id)
             self.attempts.append(self._attempt(offer, OUTCOME_CREATE_UNCERTAIN, message=str(exc)))
             return None
+
+    def fail_unavailable(self, exc):
+        """The service answered 502/503 to every create (the client retried, looking the label up before each try):
+        an outage, which no other offer or filter gets round."""
+        label = self.module.params["label"]
+        if exc.maybe_created:
+            rented = ("Whether the last create took could not be checked (the look-up failed too): an instance "
+                      "labelled %r may exist and bill. A new run finds it by its label before it rents, so it "
+                      "never rents twice; or look for it in the console." % label)
+        else:
+            rented = "Nothing was rented: no instance carries the label %r (looked up after every try)." % label
+        self.fail("Vast.ai was unavailable: %s. %s This is an outage on Vast.ai's side, not a problem of the "
+                  "filters: run again later." % (exc, rented), status=exc.status, attempts=self.attempts,
+                  instance=None)
 
     def lookup_after_uncertain_create(self):
         """After a create whose answer was lost, look for the label for as long as a create may take, so that a

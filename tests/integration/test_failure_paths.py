@@ -3,10 +3,13 @@ naming it; a teardown that exits 0 leaves no instance billing."""
 
 import hashlib
 import json
+import signal
 import subprocess
+import time
 
 import pytest
 
+from conftest import ROOT
 from test_site import LABEL, Site
 
 FINALS = ("checkpoints/codebook_code.bin", "checkpoints/scaled_vfn_stage1.safetensors",
@@ -79,6 +82,51 @@ def test_a_rate_limited_inventory_is_never_a_silent_success(emulator, ssh_keypai
     assert [i["id"] for i in live_instances(emulator)] == [instance["id"]]
     site.play("playbooks/teardown.yml", "-e", "harvest_teardown_force=true")
     assert live_instances(emulator) == []
+
+
+def test_a_rate_limit_at_rent_start_says_the_api_could_not_be_read_and_rents_nothing(emulator, ssh_keypair, tmp_path):
+    site = Site(tmp_path, emulator, ssh_keypair)
+    emulator.reset()
+    emulator.set_faults(rate_limit=1000)
+    try:
+        output = " ".join(site.play("playbooks/rent.yml", expect_rc=2).split())
+    finally:
+        emulator.set_faults(rate_limit=0)
+    assert "The Vast.ai API could not be read" in output and "too frequent" in output
+    assert "Nothing was rented" in output and "run again" in output
+    assert "run with an inventory of the voltx.vastai.vastai plugin" not in output  # it was run with one
+    assert emulator.state()["instances"] == []
+    assert not [r for r in emulator.state()["requests"] if r["method"] == "PUT" and "/asks/" in r["path"]]
+
+
+def test_ctrl_c_while_an_instance_loads_names_it_says_it_bills_and_how_to_stop_it(emulator, ssh_keypair, tmp_path):
+    site = Site(tmp_path, emulator, ssh_keypair)
+    emulator.reset()
+    emulator.set_faults(boot_delay=600)  # loading until the interrupt
+    rent_run = subprocess.Popen(["ansible-playbook", "-e", "@%s" % site.vars_file, "playbooks/rent.yml"], cwd=ROOT,
+                                env=site.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        followed = None
+        deadline = time.monotonic() + 300
+        while followed is None and rent_run.poll() is None and time.monotonic() < deadline:
+            state = emulator.state()
+            looked_at = {r["path"] for r in state["requests"] if r["method"] == "GET"}
+            followed = next((i for i in state["instances"] if not i["destroyed"]
+                             and "/api/v0/instances/%d/" % i["id"] in looked_at), None)
+            time.sleep(0.2)  # between two polls of the state, not a wait for anything
+        assert followed is not None, "no instance was rented and followed"
+        rent_run.send_signal(signal.SIGINT)
+        output, _ = rent_run.communicate(timeout=120)
+    finally:
+        if rent_run.poll() is None:
+            rent_run.kill()
+        emulator.set_faults(boot_delay=0)
+    assert rent_run.returncode != 0
+    output = " ".join(output.split())
+    assert "Interrupted while renting: instance %d (label '%s') exists and bills" % (followed["id"], LABEL) in output
+    assert "ansible localhost -m voltx.vastai.instance -a 'label=%s state=absent'" % LABEL in output
+    assert [i["id"] for i in live_instances(emulator)] == [followed["id"]]
+    emulator.reset()
 
 
 def test_plays_that_need_ssh_skip_a_stopped_instance_with_a_message(emulator, ssh_keypair, tmp_path):

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from conftest import ROOT
 from test_instance_lifecycle import guide_matches, live_instances, rent_task
 from test_site import LABEL, Site, recap
 
@@ -126,11 +127,37 @@ def test_the_budget_ceiling_destroys_the_instance_only_after_the_harvest(emulato
                     + "' > /root/volt-x/logs/phase03.log"], check=True)
 
     site.env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"  # the status on one line, as it was written
-    output = site.play("playbooks/harvest.yml")
+    output = site.play("playbooks/harvest.yml", expect_rc=2)
     assert (site.harvest / "logs" / "phase03.log").read_text() == log
     # The status line's parts, one "; " between each, none left empty.
     (status,) = re.findall(r'"msg": "(no stage log yet[^"]*)"', output)
     assert "; ETA unknown; no GPU seen; disk " in status and "  " not in status and ";;" not in status, status
     assert live_instances(emulator) == [] and emulator.containers() == []
-    assert "the ceiling is reached: harvested, now destroying" in output
+    assert "the ceiling comes before the next look (campaign_budget_check_interval_minutes 30): harvested, now " \
+        "destroying" in output
+    # The curriculum never ran: the harvest says so and exits non-zero, so that cron notices.
+    assert "stopped the curriculum before it finished" in output and "instance %d" % instance["id"] in output
     assert output.index("TASK [voltx.vastai.harvest : Pull") < output.index("TASK [voltx.vastai.harvest : Destroy the instance]")
+
+
+def test_the_budget_ceiling_holds_within_two_percent_with_a_harvest_every_interval(emulator, ssh_keypair, tmp_path):
+    """Harvests as cron would run them, one after the other: the last one before the ceiling destroys the instance,
+    so the emulator bills no more than the budget (2 % tolerance), and at most one interval's cost less."""
+    emulator.reset()
+    site = Site(tmp_path, emulator, ssh_keypair)
+    site.play("playbooks/rent.yml")
+    (instance,) = live_instances(emulator)
+    interval_minutes = 2
+    budget = round(instance["dph_total"] * 4 / 60, 6)  # four minutes of the instance's price
+    settings = ("-e", "campaign_budget_usd=%s" % budget, "-e", "campaign_budget_check_interval_minutes=%s" % interval_minutes)
+    for _look in range(30):
+        run = subprocess.run(["ansible-playbook", "-e", "@%s" % site.vars_file, *settings, "playbooks/harvest.yml"],
+                             cwd=ROOT, env=site.env, capture_output=True, text=True, timeout=600, check=False)
+        if not live_instances(emulator):
+            break
+        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    assert live_instances(emulator) == []
+    assert run.returncode == 2 and "stopped the curriculum before it finished" in " ".join(run.stdout.split())
+    billed = emulator.state()["ledger"]["total"]
+    assert billed <= budget * 1.02, (billed, budget)
+    assert billed >= (budget - instance["dph_total"] * interval_minutes / 60) * 0.98, (billed, budget)

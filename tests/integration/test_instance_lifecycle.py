@@ -122,6 +122,26 @@ def test_three_rate_limits_then_success_rent_exactly_one_instance(ansible, emula
     assert results["Rent"]["instance"]["status"] == "running"
 
 
+def test_an_outage_at_the_create_says_so_rents_nothing_and_sends_each_create_after_a_look_up(ansible, emulator):
+    emulator.set_faults(server_error=1000, fault_on="PUT /api/v0/asks/")
+    try:
+        runner, results = ansible.playbook([rent_task()])
+    finally:
+        emulator.set_faults(server_error=0, fault_on="")
+    assert runner.status == "failed"
+    message = results["Rent"]["msg"]
+    assert "Vast.ai was unavailable" in message and "Nothing was rented" in message and "run again later" in message
+    assert "Relax the filters" not in message
+    assert live_instances(emulator) == []
+    requests = api_requests(emulator)
+    creates = [n for n, r in enumerate(requests) if r["method"] == "PUT" and r["path"].startswith("/api/v0/asks/")]
+    assert 1 < len(creates) <= 5  # the client's bounded retries, not three offers' worth
+    # Every create after the first follows a look-up of the label; an outage costs a few look-ups, not minutes of them.
+    for previous, create in zip(creates, creates[1:]):
+        assert any(r["path"] == "/api/v1/instances/" for r in requests[previous + 1:create])
+    assert len([r for r in requests[creates[0]:] if r["path"] == "/api/v1/instances/"]) == len(creates)
+
+
 @pytest.mark.parametrize("form", ["404", "410", "400", "200"])
 def test_offer_taken_between_search_and_rent_moves_to_the_next_offer(ansible, emulator, form):
     """Each way Vast says an offer is gone (404/3603, 410/3907, 400 and a 200 with success false)."""

@@ -352,9 +352,14 @@ def settle(dest, plan_data, finals, keep, probe_data, instance=""):
     shutil.rmtree(os.path.join(dest, ".partial"), ignore_errors=True)
     pruned = prune_local(dest, keep) if keep > 0 else []
     by_path = {e["path"]: e for e in probe_data["files"]}
+    earlier = safe(dest, instance, finals) if instance else {"verified_finals": []}
+    kept_earlier = {f["path"]: f for f in earlier["verified_finals"]}
     verified, missing = [], []
     for rel in finals:
         entry, local = by_path.get(rel), os.path.join(dest, rel)
+        if rel in kept_earlier and (entry is None or not entry["valid"]):
+            verified.append(kept_earlier[rel])  # an earlier harvest verified this instance's file, since lost there
+            continue
         if entry is None:
             reason = "not on the instance"
         elif not entry["valid"]:
@@ -392,8 +397,15 @@ def settle(dest, plan_data, finals, keep, probe_data, instance=""):
             ids.append(instance)
         files.append({"path": rel, "sha256": sha, "size": os.path.getsize(os.path.join(dest, rel)), "instances": ids})
     write_if_changed(os.path.join(dest, MANIFEST), manifest_text(manifest.get("instances", []), files))
+    # What destroying the instance would lose: only what has no verified copy of THIS instance's on the controller.
+    local_of = {e["path"]: local_rel(e) for e in probe_data["files"]}
+    kept = {f["path"] for f in files if instance and instance in f["instances"]}
+    missing_paths = {m["path"] for m in missing}
+    lost = ["%s (%s)" % (m["path"], m["reason"]) for m in missing] + [
+        "%s (%s)" % (p["path"], p["problem"]) for p in problems
+        if p["path"] not in missing_paths and local_of.get(p["path"], p["path"]) not in kept]
     return {"accepted": accepted, "deferred": deferred, "pruned": pruned, "problems": problems, "verified_finals": verified,
-            "missing_finals": missing, "held": held, "changed": bool(accepted or pruned)}
+            "missing_finals": missing, "lost": lost, "held": held, "changed": bool(accepted or pruned)}
 
 
 def prune_local(dest, keep):

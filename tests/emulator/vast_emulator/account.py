@@ -155,7 +155,7 @@ class Account:
                        "rate_limit": 0, "server_error": 0, "offer_taken": [], "offer_taken_count": 0,
                        "offer_taken_form": "404",
                        "stuck_loading": 0, "short_ram": 0, "overprice": {"count": 0, "factor": 1.0}, "boot_delay": 0.0,
-                       "create_delay": 0.0, "destroy_gone_form": "404"}
+                       "create_delay": 0.0, "destroy_gone_form": "404", "fault_on": ""}
 
     # ---- offers -------------------------------------------------------------------------------------------
 
@@ -636,6 +636,8 @@ class Account:
             for name in ("boot_delay", "create_delay"):
                 if name in body:
                     self.faults[name] = float(body[name])
+            if "fault_on" in body:
+                self.faults["fault_on"] = str(body["fault_on"])
             if "destroy_gone_form" in body:
                 if str(body["destroy_gone_form"]) not in ("404", "400"):
                     raise envelope(400, "invalid_args", "destroy_gone_form must be 404 or 400")
@@ -673,10 +675,11 @@ class Account:
         with self.lock:
             return {name: (dict(value) if isinstance(value, dict) else value) for name, value in self.faults.items()}
 
-    def consume_fault(self, name):
-        """True when a counting fault (rate_limit, server_error) fires for this request."""
+    def consume_fault(self, name, request):
+        """True when a counting fault (rate_limit, server_error) fires for this request ("PUT /api/v0/asks/1/"):
+        every request, or only those that start with fault_on."""
         with self.lock:
-            if self.faults[name] > 0:
+            if self.faults[name] > 0 and request.startswith(self.faults["fault_on"]):
                 self.faults[name] -= 1
                 return True
             return False

@@ -109,7 +109,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise envelope(404, "not_found", "No such endpoint: %s %s" % (self.command, path))
             _method, match, auth, handler = route
             if auth != CONTROL:
-                self._check_faults_and_auth(auth, params, match, body)
+                self._check_faults_and_auth(auth, params, path, match, body)
             if isinstance(body, ApiError):
                 raise body
             return self._send(200, handler(match, params, body))
@@ -119,11 +119,12 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             return self._send(500, {"success": False, "error": "server_error", "msg": "emulator internal error"})
 
-    def _check_faults_and_auth(self, auth, params, match, body):
+    def _check_faults_and_auth(self, auth, params, path, match, body):  # pylint: disable=too-many-arguments
         account = self.server.account
-        if account.consume_fault("rate_limit"):
+        request = "%s %s/" % (self.command, path)
+        if account.consume_fault("rate_limit", request):
             raise ApiError(429, RATE_LIMIT_BODY)
-        if account.consume_fault("server_error"):
+        if account.consume_fault("server_error", request):
             raise ApiError(503, SERVER_ERROR_HTML, "text/html")
         key = self._presented_key(params)
         if key is None and auth == OPTIONAL:

@@ -758,12 +758,17 @@ def test_retries_then_succeeds(tmp_path, rows, real_client, monkeypatch):
     assert "train-01" in inventory.hosts
 
 
-def test_retries_exhausted(tmp_path, rows, real_client, monkeypatch):
+def test_an_api_that_cannot_be_read_leaves_the_reason_for_the_playbooks(tmp_path, rows, real_client, monkeypatch):
+    """Not a parse failure (whose warning would be buried and would leave the playbooks guessing): an empty inventory
+    holding the reason, and no instance label, so that nothing is rented on a guess."""
     session = real_client(FakeSession(rows, status=429, error_body="API requests too frequent"))
     monkeypatch.setenv("VAST_API_KEY", API_KEY)
-    with pytest.raises(AnsibleError, match="too frequent"):
-        parse(write_config(tmp_path, "retries: 1\n"))
+    inventory, dummy = parse(write_config(tmp_path, "retries: 1\n"))
     assert len(session.requests) == 2
+    group_vars = inventory.groups["all"].get_vars()
+    assert "too frequent" in group_vars["vastai_inventory_unreadable"]
+    assert "vastai_instance_label" not in group_vars
+    assert inventory.hosts == {}
 
 
 def test_negative_retries(tmp_path, monkeypatch):
@@ -772,13 +777,16 @@ def test_negative_retries(tmp_path, monkeypatch):
         parse(write_config(tmp_path, "retries: -1\n"))
 
 
-@pytest.mark.parametrize("error", [
-    VastAuthError("Invalid user key", status=401, error="auth_error"),
-    VastTransportError("Connection to Vast.ai failed on GET /api/v1/instances/: refused"),
-])
-def test_client_errors_become_ansible_errors(tmp_path, error):
+def test_client_errors_become_ansible_errors(tmp_path):
+    error = VastAuthError("Invalid user key", status=401, error="auth_error")
     with pytest.raises(AnsibleError, match=str(error)):
         parse(write_config(tmp_path), FakeClient(error=error))
+
+
+def test_a_network_failure_leaves_the_reason_for_the_playbooks(tmp_path):
+    error = VastTransportError("Connection to Vast.ai failed on GET /api/v1/instances/: refused")
+    inventory, dummy = parse(write_config(tmp_path), FakeClient(error=error))
+    assert str(error) in inventory.groups["all"].get_vars()["vastai_inventory_unreadable"]
 
 
 def test_bad_reply_shape(tmp_path):

@@ -310,12 +310,42 @@ def test_timeout_retried_then_success():
     assert len(session.calls) == 2
 
 
-def test_create_never_retried_on_gateway_error():
-    client, session, sleeps = make_client(FakeResponse(503, text="unavailable"))
+NO_INSTANCE = FakeResponse(200, {"instances": [], "next_token": None})
+
+
+def test_create_through_an_outage_looks_the_label_up_before_each_try_and_gives_up_in_seconds():
+    client, session, sleeps = make_client(*[FakeResponse(503, text="unavailable"), NO_INSTANCE] * 5)
     with pytest.raises(VastTransportError) as err:
-        client.create_instance(42, {"image": "x"})
+        client.create_instance(42, {"image": "x", "label": "volt-x-a"})
+    assert [call["method"] for call in session.calls] == ["PUT", "GET"] * 5
+    assert sleeps == [1.0, 2.0, 4.0, 8.0]
+    assert err.value.unavailable is True and err.value.maybe_created is False
+
+
+def test_create_answered_503_that_took_is_found_by_its_label_not_sent_again():
+    client, session, _sleeps = make_client(
+        FakeResponse(503, text="unavailable"),
+        FakeResponse(200, {"instances": [{"id": 9, "label": "volt-x-a"}], "next_token": None}))
+    assert client.create_instance(42, {"image": "x", "label": "volt-x-a"}) == 9
+    assert [call["method"] for call in session.calls] == ["PUT", "GET"]
+
+
+def test_create_answered_503_whose_look_up_fails_may_have_been_made():
+    client, session, _sleeps = make_client(FakeResponse(503, text="unavailable"),
+                                           *[FakeResponse(503, text="unavailable")] * 5)
+    with pytest.raises(VastTransportError) as err:
+        client.create_instance(42, {"image": "x", "label": "volt-x-a"})
+    assert [call["method"] for call in session.calls] == ["PUT"] + ["GET"] * 5
+    assert err.value.maybe_created is True and err.value.unavailable is True
+
+
+def test_create_answered_504_is_not_sent_again():
+    """A gateway that timed out waiting: the create may still be under way, so only a long look-up may follow."""
+    client, session, sleeps = make_client(FakeResponse(504, text="gateway timeout"))
+    with pytest.raises(VastTransportError) as err:
+        client.create_instance(42, {"image": "x", "label": "volt-x-a"})
     assert len(session.calls) == 1 and sleeps == []
-    assert err.value.maybe_created is True
+    assert err.value.maybe_created is True and err.value.unavailable is False
 
 
 def test_create_never_retried_on_transport_error():

@@ -202,6 +202,28 @@ def test_transport_failure_not_created_moves_on(vast, clock):
     assert len(vast.instances) == 1
 
 
+def test_an_outage_at_create_fails_at_once_saying_so_and_rents_nothing(vast, clock):
+    vast.offers = [offer(11, 0.10), offer(12, 0.15)]
+    vast.create_behaviour[11] = ["unavailable"]
+    kind, result, _m = run(vast, clock, dict(GUIDE))
+    assert kind == "failed"
+    assert "Vast.ai was unavailable" in result["msg"] and "Nothing was rented" in result["msg"]
+    assert "run again later" in result["msg"] and "Relax the filters" not in result["msg"]
+    assert [c[1] for c in vast.calls if c[0] == "create_instance"] == [11]  # no other offer, no long look-up
+    assert vast.instances == {}
+
+
+def test_an_interrupt_while_an_instance_loads_names_it_and_how_to_destroy_it(vast, clock):
+    vast.offers = [offer(11, 0.10)]
+    vast.get_errors = [KeyboardInterrupt()]  # Ctrl-C while the module follows the new instance
+    kind, result, _m = run(vast, clock, dict(GUIDE))
+    assert kind == "failed" and result["interrupted"] is True
+    (iid,) = list(vast.instances)
+    assert "Interrupted while renting: instance %d (label %r) exists and bills" % (iid, GUIDE["label"]) in result["msg"]
+    assert "state=absent" in result["msg"]
+    assert "destroy_instance" not in vast.verbs()  # told about, not destroyed behind the user's back
+
+
 def test_unexpected_api_error_fails_with_attempts(vast, clock):
     vast.offers = [offer(11, 0.10)]
 

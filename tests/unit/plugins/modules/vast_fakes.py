@@ -107,6 +107,11 @@ class FakeVast:
             raise VastOfferUnavailableError("offer %s gone" % offer_id, status=404, error="no_such_ask")
         if action == "lost":
             raise VastTransportError("Connection to Vast.ai timed out", maybe_created=True)
+        if action == "unavailable":  # the client's retries through a 503 outage ran out, looking the label up
+            exc = VastTransportError("Vast.ai API error on PUT /api/v0/asks/%d/ (HTTP 503): Service Temporarily "
+                                     "Unavailable" % offer_id, status=503)
+            exc.unavailable = True
+            raise exc
         if action == "rate_limited":
             raise VastRateLimitError("API requests too frequent", status=429)
         iid = self._new_instance(offer_id, body)

@@ -171,3 +171,22 @@ def test_the_burn_in_casualties_before_the_first_harvest_stay_with_the_campaign_
     assert artifacts.claim(dest, "202")["moved"] == "earlier/101"
     assert ledger_ids(os.path.join(dest, "earlier", "101")) == [90, 101]
     assert ledger_ids(dest) == [91]
+
+
+def test_a_file_corrupt_on_the_instance_whose_verified_copy_is_on_the_controller_is_not_lost(tmp_path):
+    dest, codebook = str(tmp_path / "dest"), "checkpoints/codebook_code.bin"
+    root = instance(tmp_path / "a")
+    harvest(root, dest, "101")
+    with open(os.path.join(root, codebook), "wb"):
+        pass  # emptied on the instance after the controller verified its copy
+    probe = {"files": [artifacts.describe(root, codebook)]}
+    assert not probe["files"][0]["valid"]
+    result = artifacts.settle(dest, artifacts.plan(dest, probe), [codebook], 0, probe, "101")
+    assert result["lost"] == [] and result["missing_finals"] == []
+    assert [f["path"] for f in result["verified_finals"]] == [codebook]
+    assert "corrupt on the instance" in result["problems"][0]["problem"]  # still reported, just not lost
+
+    # Another instance under the same label has no verified copy of its own: its corrupt file is lost.
+    artifacts.claim(dest, "202")
+    result = artifacts.settle(dest, artifacts.plan(dest, probe), [codebook], 0, probe, "202")
+    assert [line.split(" ")[0] for line in result["lost"]] == [codebook]
