@@ -16,9 +16,9 @@ description:
   - Builds C(ssh)'s argv, up to and including C(user@host), from a host's connection variables, so that every ssh the
     controller starts by hand (the burn-in's throughput probe, data_sync's uploads, the printed attach hint) goes where
     Ansible goes, with the key Ansible uses and the host key it pins.
-  - Reads C(ansible_host) (else C(inventory_hostname)), C(ansible_port), C(ansible_user), C(ansible_private_key_file)
-    (or C(ansible_ssh_private_key_file); else Ansible's C(private_key_file) setting), C(ansible_ssh_common_args) and
-    C(ansible_ssh_extra_args). The host-key policy is the one those arguments carry: the voltx.vastai.vastai inventory
+  - Reads C(ansible_host) (else C(inventory_hostname)), C(ansible_port), C(ansible_user), the private key
+    (C(ansible_ssh_private_key_file), else C(ansible_private_key_file), as Ansible's ssh connection ranks them; else
+    Ansible's C(private_key_file) setting), C(ansible_ssh_common_args) and C(ansible_ssh_extra_args). The host-key policy is the one those arguments carry; the voltx.vastai.vastai inventory
     pins each instance's key in a file of its own there (C(UserKnownHostsFile), C(StrictHostKeyChecking=accept-new)).
   - The connection is always one of its own (C(ControlMaster=no), C(ControlPath=none)), so that ssh checks the key the
     host serves now against the pinned one; a master connection opened earlier would skip that check.
