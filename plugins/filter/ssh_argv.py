@@ -18,8 +18,9 @@ description:
     Ansible goes, with the key Ansible uses and the host key it pins.
   - Reads C(ansible_host) (else C(inventory_hostname)), C(ansible_port), C(ansible_user), the private key
     (C(ansible_ssh_private_key_file), else C(ansible_private_key_file), as Ansible's ssh connection ranks them; else
-    Ansible's C(private_key_file) setting), C(ansible_ssh_common_args) and C(ansible_ssh_extra_args). The host-key policy is the one those arguments carry; the voltx.vastai.vastai inventory
-    pins each instance's key in a file of its own there (C(UserKnownHostsFile), C(StrictHostKeyChecking=accept-new)).
+    Ansible's C(private_key_file) setting), C(ansible_ssh_common_args) and C(ansible_ssh_extra_args).
+  - The host-key policy is the one those arguments carry; the voltx.vastai.vastai inventory pins each instance's key
+    in a file of its own there (C(UserKnownHostsFile), C(StrictHostKeyChecking=accept-new)).
   - The connection is always one of its own (C(ControlMaster=no), C(ControlPath=none)), so that ssh checks the key the
     host serves now against the pinned one; a master connection opened earlier would skip that check.
 positional: options
@@ -58,7 +59,7 @@ from ansible.module_utils.common.text.converters import to_text
 
 
 def _default_private_key_file():
-    """Ansible's private_key_file setting (ANSIBLE_PRIVATE_KEY_FILE, ansible.cfg), which its connection falls back to."""
+    """Ansible's private_key_file setting (ANSIBLE_PRIVATE_KEY_FILE, ansible.cfg): its connection's fallback."""
     from ansible import constants as C
     return C.config.get_config_value('DEFAULT_PRIVATE_KEY_FILE')
 
