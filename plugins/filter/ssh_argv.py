@@ -26,7 +26,9 @@ description:
 positional: options
 options:
   _input:
-    description: The host's variables, for example C(hostvars[inventory_hostname]).
+    description:
+      - The variables in scope, C(vars), which hold the connection variables as the task sees them (inventory, play,
+        role and extra vars; C(hostvars[inventory_hostname]) would miss the play's).
     type: dict
     required: true
   options:
@@ -41,7 +43,7 @@ options:
 EXAMPLES = r"""
 - name: Run a command on the host from the controller, over ssh
   ansible.builtin.command:
-    argv: "{{ hostvars[inventory_hostname] | voltx.vastai.ssh_argv(['BatchMode=yes']) + ['uptime'] }}"
+    argv: "{{ vars | voltx.vastai.ssh_argv(['BatchMode=yes']) + ['uptime'] }}"
   delegate_to: localhost
 """
 
@@ -64,16 +66,15 @@ def _default_private_key_file():
     return C.config.get_config_value('DEFAULT_PRIVATE_KEY_FILE')
 
 
-def ssh_argv(hostvars, options=()):
-    """ssh's argv (up to the destination) for the host whose variables are ``hostvars``."""
-    if not hasattr(hostvars, 'get'):
-        raise AnsibleFilterError('ssh_argv expects the host variables (hostvars[inventory_hostname]), got %s'
-                                 % type(hostvars).__name__)
+def ssh_argv(variables, options=()):
+    """ssh's argv (up to the destination) for the host whose variables in scope are ``variables``."""
+    if not hasattr(variables, 'get'):
+        raise AnsibleFilterError('ssh_argv expects the variables in scope (vars), got %s' % type(variables).__name__)
     if isinstance(options, (str, bytes)):
         raise AnsibleFilterError('ssh_argv expects a list of ssh options, got a string: %r' % (options,))
 
     def var(name):
-        value = hostvars.get(name)
+        value = variables.get(name)
         return '' if value is None else to_text(value).strip()
 
     host = var('ansible_host') or var('inventory_hostname')
