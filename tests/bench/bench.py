@@ -224,7 +224,6 @@ class Ours:
             "data_sync_local_checkpoints_dir": os.path.join(scale_dir, "local", "Volt_X", "checkpoints"),
             "data_sync_local_data_root": os.path.join(scale_dir, "local", "VoltData"),
             "data_sync_staging_dir": os.path.join(scale_dir, "staging"),
-            "data_sync_ssh_private_key_file": os.path.join(work, "key"),
             "data_sync_progress_interval": 2,
             "rust_toolchain_method": "distro",
             "build_source": "local", "build_local_src": source, "build_require_cuda": False,

@@ -79,7 +79,6 @@ class Site:
             "data_sync_local_checkpoints_dir": str(local / "Volt_X" / "checkpoints"),
             "data_sync_local_data_root": str(local / "VoltData"),
             "data_sync_staging_dir": str(tmp_path / "staging"),
-            "data_sync_ssh_private_key_file": private_key,
             "data_sync_progress_interval": 2,
             "rust_toolchain_method": "distro",
             "build_source": "local", "build_local_src": str(self.source), "build_require_cuda": False,

@@ -124,19 +124,12 @@ class Job:
             os.replace(tmp, self.a.progress)
 
     def ssh_base(self):
-        cmd = ["ssh", "-p", str(self.a.port), "-o", "BatchMode=yes", "-o", "Compression=no",
-               "-o", "ControlMaster=no", "-o", "ControlPath=none"]
-        if self.a.key:
-            cmd += ["-i", self.a.key, "-o", "IdentitiesOnly=yes"]
-        for opt in self.a.ssh_option:
-            cmd += ["-o", opt]
-        return cmd
-
-    def target(self):
-        return "%s@%s" % (self.a.user, self.a.host) if self.a.user else self.a.host
+        """--ssh (voltx.vastai.ssh_argv: a connection of its own, with Ansible's key and pinned host key), plus what
+        a bulk stream needs; put first, as ssh keeps the first value of an option."""
+        return self.a.ssh[:1] + ["-o", "BatchMode=yes", "-o", "Compression=no"] + self.a.ssh[1:]
 
     def ssh(self, command):
-        return self.ssh_base() + [self.target(), command]
+        return self.ssh_base() + [command]
 
     def remote(self, sub, *extra):
         """The helper's command line (python3 is on the host by the time the follower or discard runs)."""
@@ -567,11 +560,8 @@ def parse_args(argv=None):
     ap.add_argument("--progress-dir", help="one process per --archive, each with DIR/<archive>.json")
     ap.add_argument("--take-back-go-ahead", action="store_true",
                     help="with --progress-dir: remove an earlier run's go-ahead file before starting")
-    ap.add_argument("--host", required=True)
-    ap.add_argument("--port", type=int, default=22)
-    ap.add_argument("--user", default="")
-    ap.add_argument("--key", default="")
-    ap.add_argument("--ssh-option", action="append", default=[])
+    ap.add_argument("--ssh", required=True, type=json.loads,
+                    help="ssh's argv up to and including the destination, as a JSON list")
     ap.add_argument("--remote-python", default="/usr/bin/python3")
     ap.add_argument("--remote-helper", required=True)
     ap.add_argument("--remote-manifest", required=True)

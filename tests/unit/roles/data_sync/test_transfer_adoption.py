@@ -12,7 +12,7 @@ transfer = script("data_sync_transfer")
 def args(tmp_path, archive="stack_python"):
     progress = tmp_path / "progress" / (archive + ".json")
     return ["--manifest", str(tmp_path / "manifest.json"), "--archive", archive, "--progress", str(progress),
-            "--host", "127.0.0.1", "--remote-helper", "/x", "--remote-manifest", "/x", "--remote-root", "/x",
+            "--ssh", '["ssh", "127.0.0.1"]', "--remote-helper", "/x", "--remote-manifest", "/x", "--remote-root", "/x",
             "--remote-state", "/x", "--slot-dir", str(tmp_path / "slots")], progress
 
 
