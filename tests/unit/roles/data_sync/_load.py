@@ -1,4 +1,4 @@
-"""Load one of data_sync's scripts by its path (they are plain files shipped by the role, not a package)."""
+"""Load one of data_sync's scripts by its path (plain files shipped by voltx.vastai.scripts, not a package)."""
 
 import hashlib
 import importlib.util
@@ -8,11 +8,11 @@ import sys
 import tarfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-FILES = os.path.join(ROOT, "roles", "data_sync", "files")
+FILES = os.path.join(ROOT, "roles", "scripts", "files")
 
 
 def script(name):
-    """The module of roles/data_sync/files/NAME.py (one instance per name, shared by the tests)."""
+    """The module of roles/scripts/files/NAME.py (one instance per name, shared by the tests)."""
     if name in sys.modules and getattr(sys.modules[name], "__file__", "") == os.path.join(FILES, name + ".py"):
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, os.path.join(FILES, name + ".py"))

@@ -1,4 +1,5 @@
-"""roles/harvest/files/report.py: loss lines in each form, stage completion, job states, and what the plot shows."""
+"""roles/scripts/files/report.py, the harvest's report: loss lines in each form, stage completion, job states, and
+what the plot shows."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from layout import campaign_defaults
 
 matplotlib.use("Agg")
 
-ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles", "harvest")
-_spec = importlib.util.spec_from_file_location("harvest_report", os.path.join(ROLE, "files", "report.py"))
+ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles")
+ROLE = os.path.join(ROLES, "harvest")
+_spec = importlib.util.spec_from_file_location("harvest_report", os.path.join(ROLES, "scripts", "files", "report.py"))
 report = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(report)
 

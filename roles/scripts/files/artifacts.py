@@ -25,9 +25,9 @@ On the controller:
       the local retention, checks every expected final artifact against the instance, rewrites manifest.json: each
       file's sha256, size and the instances it was verified to be a copy of.
 
-Standard library, plus checkpoint.py (train_tmux's artifact checker, the only one) and data_sync_remote.py (the
-byte helpers), next to this file on the instance and on PYTHONPATH on the controller. Files are compared by sha256; a download is renamed into place only
-when it matches.
+Standard library, plus checkpoint.py (the artifact checker, the only one) and data_sync_remote.py (the byte helpers),
+its siblings in voltx.vastai.scripts and copied with it to the instance. Files are compared by sha256; a download is
+renamed into place only when it matches.
 """
 import fnmatch
 import glob
@@ -39,8 +39,7 @@ import subprocess
 import sys
 import time
 
-# The one artifact checker, shipped by voltx.vastai.train_tmux (roles/train_tmux/files/checkpoint.py). The tasks
-# put it next to this file on the instance and on PYTHONPATH on the controller.
+# The one artifact checker, which the training scripts run too; a sibling of this file on both hosts.
 from checkpoint import EPOCH_RE, Invalid, check as _check  # noqa: E402  pylint: disable=import-error
 # The one whole-file sha256, data_sync's; it comes along the same way.
 from data_sync_remote import sha256_file  # noqa: E402  pylint: disable=import-error

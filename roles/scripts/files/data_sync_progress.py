@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-# One copy of the shared helpers: data_sync_remote.py lies next to this file in the role.
+# One copy of the shared helpers: data_sync_remote.py lies next to this file (voltx.vastai.scripts).
 from data_sync_remote import human  # pylint: disable=import-error
 
 

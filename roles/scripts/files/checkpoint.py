@@ -1,4 +1,4 @@
-"""The one checker of Volt-X training artifacts (shipped by voltx.vastai.train_tmux, imported by harvest).
+"""The one checker of Volt-X training artifacts (installed by voltx.vastai.train_tmux, imported by harvest).
 
 Only the guide's contract is assumed: file names (codebook_code.bin, scaled_vfn_stage1/2.safetensors,
 scaled_vfn.safetensors, scaled_vfn_epoch_N.safetensors), that .safetensors files are safetensors (a public

@@ -18,7 +18,7 @@ import re
 import sys
 import time
 
-# The collection's one byte formatter, data_sync's (on PYTHONPATH: the harvest role's _harvest_pythonpath).
+# The collection's one byte formatter, data_sync's: a sibling of this file (voltx.vastai.scripts).
 from data_sync_remote import human  # noqa: E402  pylint: disable=import-error
 
 # Step and epoch numbers on a loss line, in the same forms as the loss: "step=40", "step: 40", "Step 40", '"step": 40';

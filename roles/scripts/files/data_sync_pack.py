@@ -27,7 +27,7 @@ import tarfile
 import threading
 import time
 
-# One copy of the shared helpers: data_sync_remote.py lies next to this file in the role.
+# One copy of the shared helpers: data_sync_remote.py lies next to this file (voltx.vastai.scripts).
 from data_sync_remote import human  # pylint: disable=import-error
 
 CHUNK = 1 << 20

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 
-# One copy of the shared helpers: data_sync_remote.py lies next to this file in the role.
+# One copy of the shared helpers: data_sync_remote.py lies next to this file (voltx.vastai.scripts).
 from data_sync_remote import human, sha256_file  # pylint: disable=import-error
 
 CHUNK = 1 << 20

@@ -34,8 +34,8 @@ EXIT_OK, EXIT_FAIL, EXIT_TRUNCATED, EXIT_CORRUPT = 0, 1, 3, 4
 
 
 def human(n):
-    """Bytes in decimal units ("142.5 GB"); None reads as 0. The one copy: data_sync's controller-side scripts, which
-    lie next to this file in the role, import it from here; this file runs alone on the target."""
+    """Bytes in decimal units ("142.5 GB"); None reads as 0. The one copy: the controller-side scripts, which lie
+    next to this file (voltx.vastai.scripts), import it from here; this file runs alone on the target."""
     n = float(n or 0)
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
