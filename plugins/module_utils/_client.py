@@ -320,7 +320,8 @@ def error_from_response(status, text, method, path, headers=None):
     where = "%s %s" % (method, path)
     if status == 401:
         return VastAuthError(
-            "Vast.ai rejected the API key (HTTP 401: %s). Check VAST_API_KEY or api_key." % (msg or "Invalid user key"),
+            "Vast.ai rejected the API key (HTTP 401: %s). Check VAST_API_KEY or the key file." % (
+                msg or "Invalid user key"),
             status=status, error=code, body=body)
     if status == 403:
         return VastAuthError(

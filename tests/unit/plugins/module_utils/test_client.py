@@ -357,7 +357,7 @@ def test_401_message_without_key():
     with pytest.raises(VastAuthError) as err:
         client.current_user()
     assert str(err.value) == ("Vast.ai rejected the API key (HTTP 401: Invalid user key). "
-                              "Check VAST_API_KEY or api_key.")
+                              "Check VAST_API_KEY or the key file.")
     assert err.value.status == 401
 
 
