@@ -103,12 +103,9 @@ def test_a_rent_interrupted_inside_the_instance_module_leaves_no_key_on_disk(emu
             assert run.poll() is None, output.read_text()[-4000:]
             assert time.time() < deadline, "the instance module was never seen waiting:\n" + output.read_text()[-4000:]
             time.sleep(0.2)
-        # Ctrl-C, which a terminal sends to every process of the run, then a kill for whatever outlives it.
-        signal_all(str(tmp_path), signal.SIGINT)
-        try:
-            run.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
+        # Killed outright (a closed terminal's session, the OOM killer, a power cut): nothing cleans up after it.
+        # (Ctrl-C is answered: the instance action passes it to the module, which fails naming the instance, and
+        # Ansible removes the payload; tests/integration/test_failure_paths.py covers that.)
     finally:
         signal_all(str(tmp_path), signal.SIGKILL)
         run.wait()
