@@ -69,9 +69,11 @@ class Demo:
                         ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".build"),
                         ANSIBLE_NOCOLOR="1", ANSIBLE_DISPLAY_SKIPPED_HOSTS="false",
                         VOLTX_EMULATOR_DIR=self.emulator_dir)
-        # The inventory names the emulator's URL and key; a user's real ones must not leak into the demo.
-        for name in ("VAST_API_KEY", "VAST_API_URL", "VOLTX_VASTAI_KNOWN_HOSTS_DIR", "ANSIBLE_PRIVATE_KEY_FILE"):
+        # The inventory names the emulator's URL; a user's real settings must not leak into the demo.
+        for name in ("VAST_API_URL", "VOLTX_VASTAI_KNOWN_HOSTS_DIR", "ANSIBLE_PRIVATE_KEY_FILE"):
             self.env.pop(name, None)
+        # The key as a user gives it (the modules and the inventory read it there): the emulator's, never the user's.
+        self.env["VAST_API_KEY"] = emulator.api_key
         self.times = {}
         self.instance = None
 

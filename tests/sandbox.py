@@ -10,7 +10,9 @@ DIR holds everything inventories/emulator points at (VOLTX_EMULATOR_DIR names an
     volt-x/            the fixture Volt-X workspace, pushed as the local build source
     known_hosts/       the instances' pinned host keys (the emulator's ids start over with every start)
     controller/        for a user's own project, readable by all: the collection's tarball, inventory.vastai.yml
-                       and group_vars/ (the emulator's URL and key, the stand-ins, the data and source above)
+                       and group_vars/ (the emulator's URL, the stand-ins, the data and source above), and
+                       vast_api_key, the emulator's throwaway key, for VAST_API_KEY (never in the inventory or a
+                       variable: the modules read it from the environment)
 """
 
 import argparse
@@ -106,7 +108,8 @@ def controller_files(directory):
     """What a user's own project needs to drive the emulator with the installed collection, in <directory>/controller/,
     readable by every local user (the emulator is root's, the controller need not be): the collection's tarball, an
     inventory and its group_vars (the stand-ins of inventories/emulator, the emulator's URL and its own throwaway key,
-    the generated data and the fixture Volt-X of <directory>), to copy into that project."""
+    the generated data and the fixture Volt-X of <directory>), to copy into that project, and the emulator's throwaway
+    key in vast_api_key, for VAST_API_KEY."""
     with open(os.path.join(directory, "emulator.json")) as handle:
         emulator = json.load(handle)
     controller = os.path.join(directory, "controller")
@@ -118,11 +121,9 @@ def controller_files(directory):
     # Each start gives the instance ids anew: their host keys are pinned apart from those of other starts.
     known_hosts = "{{ lookup('ansible.builtin.env', 'HOME') }}/.local/state/voltx-vastai/emulator-%d/known_hosts" % (
         time.time())
-    inventory = {"plugin": "voltx.vastai.vastai", "api_url": emulator["url"], "api_key": emulator["api_key"],
-                 "known_hosts_dir": known_hosts}
+    inventory = {"plugin": "voltx.vastai.vastai", "api_url": emulator["url"], "known_hosts_dir": known_hosts}
     settings = {
-        "vastai_api_url": emulator["url"], "vastai_api_key": emulator["api_key"],
-        "harvest_api_url": emulator["url"], "harvest_api_key": emulator["api_key"],
+        "vastai_api_url": emulator["url"],
         "data_sync_local_checkpoints_dir": os.path.join(directory, "local", "Volt_X", "checkpoints"),
         "data_sync_local_data_root": os.path.join(directory, "local", "VoltData"),
         "build_local_src": os.path.join(directory, "volt-x"),
@@ -135,6 +136,8 @@ def controller_files(directory):
         with open(os.path.join(controller, name), "w") as handle:
             handle.write("---\n# Written by `make emulator` for the emulator at %s.\n" % emulator["url"])
             yaml.safe_dump(content, handle, default_flow_style=False, sort_keys=False, width=1000)
+    with open(os.path.join(controller, "vast_api_key"), "w") as handle:
+        handle.write(emulator["api_key"] + "\n")
     os.chmod(directory, 0o755)
     for tree in ("controller", "local", "volt-x"):
         _readable_by_all(os.path.join(directory, tree))
@@ -170,14 +173,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.action == "start":
         url = start(args.dir)
-        print("The Vast.ai emulator runs at %s (state in %s). Drive it with the real playbooks:\n"
+        print("The Vast.ai emulator runs at %s (state in %s). Drive it with the real playbooks, its key exported:\n"
+              "  export VAST_API_KEY=$(cat %s)\n"
               "  .venv/bin/ansible-playbook -i inventories/emulator site.yml\n"
               "  .venv/bin/ansible-playbook -i inventories/emulator playbooks/harvest.yml\n"
               "  .venv/bin/ansible-playbook -i inventories/emulator playbooks/teardown.yml\n"
               "or, as any user, from a directory of your own with the installed collection (README, Sandbox):\n"
               "  export VOLTX_EMULATOR=%s\n"
-              "Stop it with: make emulator-stop" % (url, os.path.relpath(args.dir),
-                                                    os.path.join(os.path.abspath(args.dir), "controller")))
+              "Stop it with: make emulator-stop" % (
+                  url, os.path.relpath(args.dir), os.path.relpath(os.path.join(args.dir, "controller", "vast_api_key")),
+                  os.path.join(os.path.abspath(args.dir), "controller")))
     else:
         left = stop(args.dir)
         if left:

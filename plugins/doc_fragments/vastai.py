@@ -10,17 +10,6 @@ class ModuleDocFragment:  # pylint: disable=too-few-public-methods
 
     DOCUMENTATION = r"""
 options:
-  api_key:
-    description:
-      - The Vast.ai API key, sent only as a bearer token in the C(Authorization) header.
-      - When not set, the E(VAST_API_KEY) environment variable is used, then, like the C(vastai) CLI, the 2FA
-        session key file C($XDG_CONFIG_HOME/vastai/vast_tfa_key) that C(vastai tfa login) writes, then the file
-        C($XDG_CONFIG_HOME/vastai/vast_api_key) (C(XDG_CONFIG_HOME) defaults to C(~/.config)), then the legacy
-        file C(~/.vast_api_key). Files are read on the controller and stripped of whitespace.
-      - When the 2FA session key is refused as expired (HTTP 404 C(Session expired. Please log in again.) or 401
-        C(Invalid user key)), the request is sent once more with the next key file's key, as the CLI does.
-      - The key never appears in a message or a returned value.
-    type: str
   api_url:
     description:
       - Base URL of the Vast.ai API.
@@ -50,6 +39,16 @@ attributes:
 requirements:
   - requests
 notes:
+  - The Vast.ai API key is not an option, so that it is never written into the module's payload (Ansible writes a
+    module and its options to a file under C(~/.ansible/tmp) when pipelining is off). The module reads it itself, on
+    the controller, like the C(vastai) CLI and the C(voltx.vastai.vastai) inventory, from the E(VAST_API_KEY)
+    environment variable, then the 2FA session key file C($XDG_CONFIG_HOME/vastai/vast_tfa_key) that
+    C(vastai tfa login) writes, then C($XDG_CONFIG_HOME/vastai/vast_api_key) (C(vastai set api-key) writes it;
+    C(XDG_CONFIG_HOME) defaults to C(~/.config)), then the legacy C(~/.vast_api_key). Files are stripped of whitespace.
+  - When the 2FA session key is refused as expired (HTTP 404 C(Session expired. Please log in again.) or 401
+    C(Invalid user key)), the request is sent once more with the next key file's key, as the CLI does.
+  - The key is sent only as a bearer token in the C(Authorization) header and never appears in a message or a
+    returned value.
   - All options of this collection's modules can be set once with C(module_defaults) and the action group
     C(group/voltx.vastai.vastai).
 """

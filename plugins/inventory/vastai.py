@@ -11,6 +11,13 @@ version_added: 1.0.0
 description:
   - Lists the instances of one Vast.ai account (C(GET /api/v1/instances/), every page) and adds one host per instance.
   - Uses a YAML configuration file whose name ends with C(vastai.yml) or C(vastai.yaml).
+  - The API key is read as the collection's modules read it, never from this file, from E(VAST_API_KEY), then the
+    key files of the C(vastai) CLI, in the CLI's order, the 2FA session key C($XDG_CONFIG_HOME/vastai/vast_tfa_key),
+    C($XDG_CONFIG_HOME/vastai/vast_api_key) (C(XDG_CONFIG_HOME) defaults to C(~/.config)) and C(~/.vast_api_key).
+    So the inventory lists the account the playbooks rent on. When Vast.ai refuses the 2FA session key as expired,
+    the request is sent once more with the next key file's key, as the CLI does. The key is sent only in the
+    C(Authorization) header; it is never cached, logged or put into host variables. When no key is found anywhere,
+    the inventory is empty and one warning says where to put the key.
   - The host name is the instance label when it is one of the labels this collection rents under (see
     O(instance_label)), otherwise C(vastai-<id>). A label from the API is data, and the host name becomes a directory
     on the controller (the harvest role's C(harvest/<host>/)), so a label such as C(x/../../escape) or one holding
@@ -55,24 +62,10 @@ options:
     required: true
     type: str
     choices: [voltx.vastai.vastai]
-  api_key:
-    description:
-      - The Vast.ai API key.
-      - When neither this option nor E(VAST_API_KEY) is set, the key is read from the 2FA session key file
-        C($XDG_CONFIG_HOME/vastai/vast_tfa_key), then C($XDG_CONFIG_HOME/vastai/vast_api_key)
-        (C(XDG_CONFIG_HOME) defaults to C(~/.config)) and then C(~/.vast_api_key), the files the C(vastai) CLI
-        writes, in the CLI's order. When Vast.ai refuses the 2FA session key as expired, the request is sent once
-        more with the next key file's key, as the CLI does.
-      - The key is sent only in the C(Authorization) header; it is never cached, logged or put into host variables.
-      - When no key is found anywhere, the inventory is empty and one warning says where to put the key.
-      - May be a template, for example C({{ vault_vast_api_key }}); like O(api_url) and O(known_hosts_dir) it sees
-        the extra variables and C(inventory_dir), the directory of this configuration file.
-    type: str
-    env:
-      - name: VAST_API_KEY
   api_url:
     description:
-      - Base URL of the Vast.ai API (no C(/api/v0) suffix). May be a template (see O(api_key)).
+      - Base URL of the Vast.ai API (no C(/api/v0) suffix). May be a template; like O(known_hosts_dir) it sees the
+        extra variables and C(inventory_dir), the directory of this configuration file.
     type: str
     default: https://console.vast.ai
     env:
@@ -161,7 +154,7 @@ options:
         Vast.ai reuses public ports for new instances, which is why the file is per instance and not per address.
       - The harvest role's teardown deletes the file once it has destroyed the instance.
       - An empty value sets neither variable (ssh then uses your own C(~/.ssh/known_hosts)). May be a template (see
-        O(api_key)).
+        O(api_url)).
     type: str
     default: ~/.local/state/voltx-vastai/known_hosts
     env:
@@ -188,9 +181,8 @@ groups:
   not_up: vastai_status != 'running'
 
 ---
-# Key from a vaulted variable given with --extra-vars; cache the instance list for five minutes.
+# Cache the instance list for five minutes.
 plugin: voltx.vastai.vastai
-api_key: "{{ vault_vast_api_key }}"
 cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/ansible/vastai
@@ -296,7 +288,6 @@ from ansible_collections.voltx.vastai.plugins.module_utils._client import (
     VastRateLimitError,
     VastTransportError,
     account_id,
-    api_key_locations,
     resolve_api_key,
 )
 from ansible_collections.voltx.vastai.plugins.module_utils._endpoint import (
@@ -478,7 +469,6 @@ class ApiUnreadable(Exception):
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = "voltx.vastai.vastai"
-    _api_key_source = None  # where _api_key() found the key: an option, a variable or a key file's path
 
     def verify_file(self, path):
         """Accept only files named ``*vastai.yml`` / ``*vastai.yaml``."""
@@ -518,22 +508,18 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         playbooks still fail, at their first step that needs the instance or the API.
         """
         try:
-            api_key, self._api_key_source = resolve_api_key(explicit=self._templated_option("api_key") or None)
+            return resolve_api_key()[0]
         except VastConfigError as e:
             self.display.warning("Vast.ai inventory: %s" % to_native(e))
             return None
-        return api_key
 
-    def _make_client(self, api_key):
-        """Build the API client from the options."""
+    def _make_client(self):
+        """Build the API client from the options; it reads the key itself, as the modules' client does."""
         retries = self.get_option("retries")
         if retries < 0:
             raise AnsibleError("Vast.ai inventory: retries must be 0 or more, got %s" % retries)
-        if self._api_key_source == api_key_locations()[0]:
-            # The client reads the 2FA session key itself, so that an expired one gives way as in the CLI.
-            api_key = None
         try:
-            return VastClient(api_key, api_url=self._api_url(), timeout=self.get_option("request_timeout"),
+            return VastClient(api_url=self._api_url(), timeout=self.get_option("request_timeout"),
                               retry_policy=RetryPolicy(attempts=retries + 1))
         except VastError as e:
             raise AnsibleError("Vast.ai inventory: %s" % to_native(e)) from e
@@ -569,10 +555,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 update_cache = True
 
-        api_key = self._api_key()
-        if api_key is None:
+        if self._api_key() is None:
             return []
-        instances = self._fetch(self._make_client(api_key))
+        instances = self._fetch(self._make_client())
         if update_cache:
             self._cache[cache_key] = instances
         return instances
@@ -655,7 +640,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache=cache)
         self._read_config_data(path)
-        # Let options such as api_key refer to --extra-vars, and to files next to this configuration.
+        # Let options such as api_url refer to --extra-vars, and to files next to this configuration.
         self.templar.available_variables = dict(self._vars, inventory_dir=os.path.dirname(os.path.abspath(path)))
         try:
             instances = self._get_instances(path, cache)
@@ -673,6 +658,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _account(self):
         """account_id() of the endpoint and key this inventory lists with; None without a key (already warned)."""
         try:
-            return account_id(self._api_url(), resolve_api_key(self._templated_option("api_key") or None)[0])
+            return account_id(self._api_url(), resolve_api_key()[0])
         except VastConfigError:
             return None

@@ -25,9 +25,9 @@ from ._offers import build_offer_query, exclude_machines
 
 
 def vast_argument_spec():
-    """Auth/connection options (documented in the ``voltx.vastai.vastai`` doc fragment)."""
+    """Connection options (documented in the ``voltx.vastai.vastai`` doc fragment). The API key is not one: options
+    are written into the module's payload on disk, so the client reads the key itself (VAST_API_KEY, the key files)."""
     return dict(
-        api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["VAST_API_KEY"])),
         api_url=dict(type="str", fallback=(env_fallback, ["VAST_API_URL"])),
         request_timeout=dict(type="float", default=30.0),
         retries=dict(type="int", default=4),
@@ -96,7 +96,6 @@ class VastModule:
             params = self.module.params
             try:
                 self._client = VastClient(
-                    api_key=params.get("api_key"),
                     api_url=params.get("api_url"),
                     timeout=params.get("request_timeout"),
                     retry_policy=RetryPolicy(attempts=params.get("retries", 4) + 1),
@@ -111,7 +110,7 @@ class VastModule:
     # -- errors --------------------------------------------------------------------------------
 
     def _scrub(self, text):
-        for secret in self._secrets + [self.module.params.get("api_key")]:
+        for secret in self._secrets:
             text = scrub(text, secret)
         return text
 

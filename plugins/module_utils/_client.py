@@ -136,17 +136,15 @@ def api_key_locations(environ=None, home=None):
             os.path.join(home, ".vast_api_key")]
 
 
-def resolve_api_key(explicit=None, environ=None, home=None, skip=()):
-    """Return ``(key, source)``; the source is the option, the variable or the file's path, never the key.
+def resolve_api_key(environ=None, home=None, skip=()):
+    """Return ``(key, source)``; the source is the variable or the file's path, never the key.
 
-    Order: explicit -> ``VAST_API_KEY`` -> ``$XDG_CONFIG_HOME/vastai/vast_tfa_key`` -> ``$XDG_CONFIG_HOME/vastai/
-    vast_api_key`` (``XDG_CONFIG_HOME`` defaults to ``~/.config``) -> ``~/.vast_api_key``. Values are stripped;
-    empty values do not count. Both key files are sent the same way, as ``Authorization: Bearer``. Files in
-    ``skip`` are passed over.
+    Never an option: a module's options are written into its payload on disk. Order: ``VAST_API_KEY`` ->
+    ``$XDG_CONFIG_HOME/vastai/vast_tfa_key`` -> ``$XDG_CONFIG_HOME/vastai/vast_api_key`` (``XDG_CONFIG_HOME``
+    defaults to ``~/.config``) -> ``~/.vast_api_key``. Values are stripped; empty values do not count. Both key
+    files are sent the same way, as ``Authorization: Bearer``. Files in ``skip`` are passed over.
     """
     environ = os.environ if environ is None else environ
-    if explicit is not None and str(explicit).strip():
-        return str(explicit).strip(), "api_key option"
     env_key = (environ.get("VAST_API_KEY") or "").strip()
     if env_key:
         return env_key, "VAST_API_KEY environment variable"
@@ -325,7 +323,8 @@ def error_from_response(status, text, method, path, headers=None):
     where = "%s %s" % (method, path)
     if status == 401:
         return VastAuthError(
-            "Vast.ai rejected the API key (HTTP 401: %s). Check VAST_API_KEY or api_key." % (msg or "Invalid user key"),
+            "Vast.ai rejected the API key (HTTP 401: %s). Check VAST_API_KEY or the key file." % (
+                msg or "Invalid user key"),
             status=status, error=code, body=body)
     if status == 403:
         return VastAuthError(
@@ -395,17 +394,17 @@ def normalize_ssh_key(raw):
 class VastClient:
     """Thin typed wrapper around the Vast.ai REST API."""
 
-    def __init__(self, api_key=None, api_url=None, timeout=DEFAULT_TIMEOUT, retry_policy=None, session=None,
+    def __init__(self, api_url=None, timeout=DEFAULT_TIMEOUT, retry_policy=None, session=None,
                  sleep=time.sleep, environ=None, home=None, clock=time.time):
         if session is None and not HAS_REQUESTS:
             raise VastConfigError("The Python library 'requests' is required to talk to Vast.ai.")
-        self.api_key, self.api_key_source = resolve_api_key(api_key, environ=environ, home=home)
+        self.api_key, self.api_key_source = resolve_api_key(environ=environ, home=home)
         # Like the CLI: a 2FA session key that has expired gives way, once, to the next key file.
         self._first_key = self.api_key
         self.fallback_key = None
         if self.api_key_source == api_key_locations(environ, home)[0]:
             try:
-                self.fallback_key = resolve_api_key(None, environ=environ, home=home, skip=(self.api_key_source,))
+                self.fallback_key = resolve_api_key(environ=environ, home=home, skip=(self.api_key_source,))
             except VastConfigError:
                 pass
         self.api_url = resolve_api_url(api_url, environ=environ)

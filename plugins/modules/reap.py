@@ -56,7 +56,7 @@ options:
     description:
       - The account of the inventory whose hosts the play harvests, its C(vastai_inventory_account) (the
         C(voltx.vastai.vastai) inventory sets it). When given, the module fails before any request unless its own
-        API URL and key (O(api_url), O(api_key)) are the same, so that it never destroys the instances of an account
+        API URL (O(api_url)) and key are the same, so that it never destroys the instances of an account
         whose instances the play's harvest cannot see.
     type: dict
 extends_documentation_fragment:
@@ -161,8 +161,8 @@ class VastReap(VastModule):
             why = ("the inventory lists the instances at %s, this play's API is %s (vastai_api_url, else VAST_API_URL): "
                    "set vastai_api_url to the inventory's api_url" % (expected.get("api_url"), mine["api_url"]))
         else:
-            why = ("the inventory lists the instances of another API key than this play's (vastai_api_key, else "
-                   "VAST_API_KEY or the vastai CLI's key file): set vastai_api_key to the inventory's api_key")
+            why = ("the inventory lists the instances of another API key than this play's (VAST_API_KEY, else the "
+                   "vastai CLI's key file): run the inventory and the play with the same key")
         self.fail_option("inventory_account", "%s. Nothing was listed or destroyed." % why)
 
     def run(self):

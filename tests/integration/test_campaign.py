@@ -87,7 +87,7 @@ def test_a_three_instance_campaign_runs_in_parallel_with_its_overrides_and_leave
 
     first = play(site, folder, site_cmd)
     # One rent task for all three hosts, each renting its own instance: Ansible's forks, not a loop.
-    rent = first.split("TASK [Rent the cheapest matching offer", 1)[1].split("TASK [", 1)[0]
+    rent = first.split("TASK [Rent the best matching offer", 1)[1].split("TASK [", 1)[0]
     assert sorted(re.findall(r"^changed: \[(\S+)\]", rent, flags=re.MULTILINE)) == sorted(LABELS), rent
     instances = {i["label"]: i for i in live_instances(emulator)}
     assert sorted(instances) == sorted(LABELS)

@@ -116,7 +116,7 @@ def test_ctrl_c_while_an_instance_loads_names_it_says_it_bills_and_how_to_stop_i
             time.sleep(0.2)  # between two polls of the state, not a wait for anything
         assert followed is not None, "no instance was rented and followed"
         rent_run.send_signal(signal.SIGINT)
-        output, _ = rent_run.communicate(timeout=120)
+        output = rent_run.communicate(timeout=120)[0]
     finally:
         if rent_run.poll() is None:
             rent_run.kill()

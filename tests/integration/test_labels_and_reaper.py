@@ -92,35 +92,31 @@ def test_labels_from_the_api_never_leave_the_harvest_root(emulator, ssh_keypair,
 def test_the_reaper_reaps_the_inventory_s_account_and_refuses_another(ansible, emulator, ssh_keypair, tmp_path):
     orphan = rent(ansible, "volt-x-orphan")
     emulator.preempt(orphan, kind="host_lost")
-    key_file = tmp_path / "key"
-    key_file.write_text(emulator.api_key)
-    key_file.chmod(0o600)
-    from_file = "{{ lookup('ansible.builtin.file', '%s') }}" % key_file
-    # The key in the inventory and in the play's variables (group_vars), none in the environment.
-    inventory = put_inventory(tmp_path, api_url=emulator.url, api_key=from_file)
-    empty = tmp_path / "no-key-here"
-    empty.mkdir()
+    # The key where the vastai CLI keeps it, none in the environment: the inventory and the modules both read it.
+    config = tmp_path / "config"
+    (config / "vastai").mkdir(parents=True)
+    (config / "vastai" / "vast_api_key").write_text(emulator.api_key)
+    (config / "vastai" / "vast_api_key").chmod(0o600)
+    inventory = put_inventory(tmp_path, api_url=emulator.url)
 
     site = Site(tmp_path, emulator, ssh_keypair)
-    site.env.update(XDG_CONFIG_HOME=str(empty))
+    site.env.update(XDG_CONFIG_HOME=str(config), VAST_API_KEY="")
     settings = json.loads(site.vars_file.read_text())
 
     def reap(expect_rc, **play_vars):
         site.vars_file.write_text(json.dumps(dict(settings, **play_vars)))
         return site.play("-i", inventory, "playbooks/reap.yml", expect_rc=expect_rc)
 
-    # Another key, or another endpoint, than the inventory's: refused before anything is listed or destroyed, also
-    # while the environment exports a key and a URL that reach the instances.
-    refused = reap(2, vastai_api_url=emulator.url, vastai_api_key="another-accounts-key")
-    assert "inventory_account: the inventory lists the instances of another API key than this play's" in refused
-    assert "set vastai_api_key to the inventory's api_key. Nothing was listed or destroyed." in refused
-    refused = reap(2, vastai_api_url="http://127.0.0.1:9", vastai_api_key=from_file)
+    # Another endpoint than the inventory's: refused before anything is listed or destroyed, also while the
+    # environment exports the URL that reaches the instances.
+    refused = reap(2, vastai_api_url="http://127.0.0.1:9")
     assert "the inventory lists the instances at %s, this play's API is http://127.0.0.1:9" % emulator.url in refused
+    assert "Nothing was listed or destroyed." in refused
     assert [i["id"] for i in live_instances(emulator)] == [orphan]
 
-    # The inventory's own account, from the play's variables as in every other playbook: none in the environment.
-    site.env.update(VAST_API_KEY="", VAST_API_URL="")
-    done = reap(0, vastai_api_url=emulator.url, vastai_api_key=from_file)
+    # The inventory's own account, the API from the play's variables as in every other playbook.
+    site.env.update(VAST_API_URL="")
+    done = reap(0, vastai_api_url=emulator.url)
     assert "reap: destroyed 1 instance(s) (volt-x-orphan #%d: status offline" % orphan in done
     assert live_instances(emulator) == []
     assert emulator.api_key.encode() not in (tmp_path / "ansible.log").read_bytes()

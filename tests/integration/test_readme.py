@@ -178,9 +178,10 @@ def test_windows_paths_are_where_wsl_mounts_the_guides_folders():
     assert set(paths) == set(re.findall(r"(data_sync_local_\w+):", " ".join(vast_ai_commands())))
 
 
-# The sandbox block: make emulator / emulator-stop and a rent are run by test_sandbox.py; site.yml, harvest and
-# teardown through inventories/emulator are make demo's steps, run by test_site.py.
-SANDBOX_COMMANDS = {"make emulator", "make emulator-stop"} | {
+# The sandbox block: make emulator / emulator-stop, the key export it prints and a rent are run by test_sandbox.py;
+# site.yml, harvest and teardown through inventories/emulator are make demo's steps, run by test_site.py.
+SANDBOX_COMMANDS = {"make emulator", "make emulator-stop",
+                    "export VAST_API_KEY=$(cat .emulator/controller/vast_api_key)"} | {
     ".venv/bin/ansible-playbook -i inventories/emulator %s" % playbook
     for playbook in ("site.yml", "playbooks/harvest.yml", "playbooks/teardown.yml")}
 

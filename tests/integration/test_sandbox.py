@@ -39,7 +39,7 @@ def test_make_emulator_serves_the_emulator_inventory_and_emulator_stop_removes_i
     env = dict(os.environ, VOLTX_EMULATOR_DIR=directory, VOLTX_TEST_IMAGE=test_image, ANSIBLE_NOCOLOR="1",
                PATH=VENV_BIN + os.pathsep + os.environ["PATH"], VOLTX_VASTAI_BLOCKLIST=str(real_blocklist))
     for name in ("VAST_API_KEY", "VAST_API_URL", "VOLTX_VASTAI_KNOWN_HOSTS_DIR", "ANSIBLE_PRIVATE_KEY_FILE"):
-        env.pop(name, None)  # the emulator inventory names its own
+        env.pop(name, None)  # the emulator's are given below, as make emulator says
 
     started = run(["make", "--no-print-directory", "emulator"], env)
     try:
@@ -48,6 +48,11 @@ def test_make_emulator_serves_the_emulator_inventory_and_emulator_stop_removes_i
         assert stat.S_IMODE(os.stat(ready).st_mode) == 0o600  # it holds the emulator's API key
         with open(ready) as handle:
             api_key = json.load(handle)["api_key"]
+        # Its key is exported as a real one is (the modules read it there, never from an option).
+        key_file = os.path.join(directory, "controller", "vast_api_key")
+        assert "export VAST_API_KEY=$(cat %s)" % os.path.relpath(key_file, ROOT) in started
+        with open(key_file) as handle:
+            env["VAST_API_KEY"] = handle.read().strip()
 
         rented = run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "inventories/emulator", "playbooks/rent.yml"],
                      env)

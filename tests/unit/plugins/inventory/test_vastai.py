@@ -114,7 +114,7 @@ def parse(path, client=None, cache=True):
     assert plugin is not None, "inventory plugin %s did not load" % PLUGIN
     if client is not None:
         plugin._api_key = lambda: "test-key"
-        plugin._make_client = lambda api_key: client
+        plugin._make_client = lambda: client
     inventory = InventoryData()
     plugin.parse(inventory, DataLoader(), path, cache=cache)
     return inventory, plugin
@@ -675,11 +675,13 @@ def test_api_url_from_env(tmp_path, rows, real_client, monkeypatch):
     assert session.requests[0]["url"] == "http://127.0.0.1:9999/api/v1/instances/"
 
 
-def test_api_key_option_beats_env_and_may_be_a_template(tmp_path, rows, real_client, monkeypatch):
+def test_the_key_is_the_modules_one_never_the_inventory_file_s(tmp_path, rows, real_client, monkeypatch):
+    # The modules read VAST_API_KEY or the key files (never an option): an inventory of another key would list an
+    # account the playbooks do not rent on.
     session = real_client(FakeSession(rows))
-    monkeypatch.setenv("VAST_API_KEY", "env-key-not-used")
-    parse(write_config(tmp_path, "api_key: \"{{ 'opt' ~ 'key' }}\"\n"))
-    assert session.requests[0]["headers"]["Authorization"] == "Bearer optkey"
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)
+    parse(write_config(tmp_path, "api_key: another-accounts-key\n"))
+    assert session.requests[0]["headers"]["Authorization"] == "Bearer " + API_KEY
 
 
 def test_api_key_from_cli_key_file(tmp_path, rows, real_client):

@@ -61,8 +61,8 @@ def make_client(*replies, **kwargs):
     session = FakeSession(*replies)
     sleeps = []
     kwargs.setdefault("retry_policy", RetryPolicy(attempts=5, jitter=0))
-    client = VastClient(api_key=KEY, api_url="http://vast.test", session=session, sleep=sleeps.append,
-                        environ={}, **kwargs)
+    client = VastClient(api_url="http://vast.test", session=session, sleep=sleeps.append,
+                        environ={"VAST_API_KEY": KEY}, **kwargs)
     return client, session, sleeps
 
 
@@ -74,15 +74,9 @@ def write(path, text):
         handle.write(text)
 
 
-def test_key_explicit_wins(tmp_path):
-    write(str(tmp_path / ".vast_api_key"), "legacy")
-    assert resolve_api_key(" explicit\n", environ={"VAST_API_KEY": "env"}, home=str(tmp_path)) == (
-        "explicit", "api_key option")
-
-
 def test_key_env_before_files(tmp_path):
     write(str(tmp_path / ".config" / "vastai" / "vast_api_key"), "xdg")
-    key, source = resolve_api_key(None, environ={"VAST_API_KEY": " env \n"}, home=str(tmp_path))
+    key, source = resolve_api_key(environ={"VAST_API_KEY": " env \n"}, home=str(tmp_path))
     assert key == "env"
     assert "VAST_API_KEY" in source
 
@@ -90,7 +84,7 @@ def test_key_env_before_files(tmp_path):
 def test_key_xdg_default_config_dir(tmp_path):
     write(str(tmp_path / ".config" / "vastai" / "vast_api_key"), "  xdgkey\n")
     write(str(tmp_path / ".vast_api_key"), "legacy")
-    key, source = resolve_api_key(None, environ={}, home=str(tmp_path))
+    key, source = resolve_api_key(environ={}, home=str(tmp_path))
     assert key == "xdgkey"
     assert source.endswith(os.path.join(".config", "vastai", "vast_api_key"))
 
@@ -98,34 +92,34 @@ def test_key_xdg_default_config_dir(tmp_path):
 def test_key_xdg_config_home_env(tmp_path):
     write(str(tmp_path / "cfg" / "vastai" / "vast_api_key"), "custom")
     write(str(tmp_path / ".config" / "vastai" / "vast_api_key"), "default")
-    key, _src = resolve_api_key(None, environ={"XDG_CONFIG_HOME": str(tmp_path / "cfg")}, home=str(tmp_path))
+    key, _src = resolve_api_key(environ={"XDG_CONFIG_HOME": str(tmp_path / "cfg")}, home=str(tmp_path))
     assert key == "custom"
 
 
 def test_key_legacy_file(tmp_path):
     write(str(tmp_path / ".vast_api_key"), "legacy\n")
-    assert resolve_api_key(None, environ={}, home=str(tmp_path)) == ("legacy", str(tmp_path / ".vast_api_key"))
+    assert resolve_api_key(environ={}, home=str(tmp_path)) == ("legacy", str(tmp_path / ".vast_api_key"))
 
 
 def test_key_empty_values_skipped(tmp_path):
     write(str(tmp_path / ".config" / "vastai" / "vast_api_key"), "   \n")
     write(str(tmp_path / ".vast_api_key"), "legacy")
-    assert resolve_api_key("  ", environ={"VAST_API_KEY": ""}, home=str(tmp_path))[0] == "legacy"
+    assert resolve_api_key(environ={"VAST_API_KEY": "  "}, home=str(tmp_path))[0] == "legacy"
 
 
 def test_key_tfa_file_before_api_key_file_under_xdg_config_home(tmp_path):
     write(str(tmp_path / "cfg" / "vastai" / "vast_tfa_key"), " session\n")
     write(str(tmp_path / "cfg" / "vastai" / "vast_api_key"), "long-lived")
     write(str(tmp_path / ".config" / "vastai" / "vast_tfa_key"), "default-dir")
-    key, source = resolve_api_key(None, environ={"XDG_CONFIG_HOME": str(tmp_path / "cfg")}, home=str(tmp_path))
+    key, source = resolve_api_key(environ={"XDG_CONFIG_HOME": str(tmp_path / "cfg")}, home=str(tmp_path))
     assert (key, source) == ("session", str(tmp_path / "cfg" / "vastai" / "vast_tfa_key"))
-    assert resolve_api_key(None, environ={"VAST_API_KEY": "env"}, home=str(tmp_path))[0] == "env"
+    assert resolve_api_key(environ={"VAST_API_KEY": "env"}, home=str(tmp_path))[0] == "env"
 
 
 def test_key_empty_tfa_file_falls_back_to_api_key_file(tmp_path):
     write(str(tmp_path / ".config" / "vastai" / "vast_tfa_key"), "\n")
     write(str(tmp_path / ".config" / "vastai" / "vast_api_key"), "long-lived")
-    assert resolve_api_key(None, environ={}, home=str(tmp_path))[0] == "long-lived"
+    assert resolve_api_key(environ={}, home=str(tmp_path))[0] == "long-lived"
 
 
 def test_tfa_key_sent_as_bearer_and_kept_out_of_errors(tmp_path):
@@ -163,7 +157,8 @@ def test_an_expired_tfa_session_gives_way_once_to_the_api_key_file(tmp_path, exp
 def test_no_fallback_for_a_key_that_is_not_a_tfa_session(tmp_path):
     write(str(tmp_path / ".config" / "vastai" / "vast_api_key"), "other")
     session = FakeSession(FakeResponse(401, {"msg": "Invalid user key"}))
-    client = VastClient(api_key=KEY, api_url="http://vast.test", session=session, environ={}, home=str(tmp_path))
+    client = VastClient(api_url="http://vast.test", session=session, environ={"VAST_API_KEY": KEY},
+                        home=str(tmp_path))
     with pytest.raises(VastAuthError):
         client.current_user()
     assert len(session.calls) == 1
@@ -171,9 +166,9 @@ def test_no_fallback_for_a_key_that_is_not_a_tfa_session(tmp_path):
 
 def test_key_missing_names_places(tmp_path):
     with pytest.raises(VastConfigError) as err:
-        resolve_api_key(None, environ={}, home=str(tmp_path))
+        resolve_api_key(environ={}, home=str(tmp_path))
     msg = str(err.value)
-    assert "VAST_API_KEY" in msg and "api_key" in msg
+    assert "VAST_API_KEY" in msg
     assert str(tmp_path / ".vast_api_key") in msg
     assert os.path.join(".config", "vastai", "vast_api_key") in msg
     assert os.path.join(".config", "vastai", "vast_tfa_key") in msg
@@ -387,7 +382,7 @@ def test_401_message_without_key():
     with pytest.raises(VastAuthError) as err:
         client.current_user()
     assert str(err.value) == ("Vast.ai rejected the API key (HTTP 401: Invalid user key). "
-                              "Check VAST_API_KEY or api_key.")
+                              "Check VAST_API_KEY or the key file.")
     assert err.value.status == 401
 
 
@@ -580,4 +575,4 @@ def test_add_ssh_key_not_retried():
 
 def test_timeout_option_validated():
     with pytest.raises(VastConfigError):
-        VastClient(api_key=KEY, session=FakeSession(), timeout=0, environ={})
+        VastClient(session=FakeSession(), timeout=0, environ={"VAST_API_KEY": KEY})

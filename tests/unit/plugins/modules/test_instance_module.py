@@ -14,7 +14,7 @@ from vast_fakes import ED, FakeModule, ModuleExit, ModuleFail, offer
 
 GUIDE = dict(label="voltx-train", image="nvidia/cuda:12.8.0-devel-ubuntu22.04", disk_gb=250, gpu_name="RTX 5090",
              num_gpus=1, min_cpu_cores=128, min_ram_gb=64, min_cuda=12.8, max_dph=0.2, min_reliability=0.95,
-             poll_interval=5.0, api_key="k" * 64)
+             poll_interval=5.0)
 
 
 def run(vast, clock, params, check_mode=False, probe=lambda host, port: True):

@@ -101,14 +101,18 @@ def test_ssh_key_validation(vast, key):
 
 # -- base: errors never carry the key --------------------------------------------------------------
 
-def test_base_fail_scrubs_key(vast):
+def test_base_fail_scrubs_key(monkeypatch):
     def boom():
-        raise VastAuthError("Vast.ai rejected the API key (HTTP 401: bad %s). Check VAST_API_KEY or api_key." % KEY,
+        raise VastAuthError("Vast.ai rejected the API key (HTTP 401: bad %s). Check VAST_API_KEY." % KEY,
                             status=401, error="auth_error")
-    vast.list_ssh_keys = boom
-    kind, result = run(ssh_key, ssh_key.VastSSHKey, vast, dict(key=ED, api_key=KEY))
-    assert kind == "failed"
-    assert KEY not in json.dumps(result)
+    monkeypatch.setenv("VAST_API_KEY", KEY)  # the module's own lookup: the key is no option
+    module = FakeModule(ssh_key.argument_spec(), dict(key=ED, api_url="http://127.0.0.1:9"))
+    runner = ssh_key.VastSSHKey(module)
+    runner.client.list_ssh_keys = boom
+    with pytest.raises(ModuleFail) as info:
+        runner.execute()
+    result = info.value.result
+    assert KEY not in json.dumps(result) and "HTTP 401: bad " in result["msg"]
     assert result["status"] == 401 and result["error_code"] == "auth_error"
 
 

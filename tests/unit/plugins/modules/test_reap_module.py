@@ -75,7 +75,7 @@ def test_an_instance_whose_own_cost_reached_the_budget_is_reaped(vast):
 @pytest.mark.parametrize("inventory, why", [
     ({"api_url": "https://console.vast.ai", "key_sha256": "0123"},
      "https://console.vast.ai, this play's API is http://emulator"),
-    ({"api_url": "http://emulator", "key_sha256": "0123"}, "another API key than this play's (vastai_api_key"),
+    ({"api_url": "http://emulator", "key_sha256": "0123"}, "another API key than this play's (VAST_API_KEY"),
 ])
 def test_another_account_than_the_inventory_s_is_refused_before_any_request(fleet, inventory, why):
     fleet.account = lambda: {"api_url": "http://emulator", "key_sha256": "4567"}
