@@ -4,6 +4,7 @@ a host that fails the burn-in is destroyed, blocklisted and avoided by the next 
 import json
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -150,14 +151,23 @@ def test_the_budget_ceiling_holds_within_two_percent_with_a_harvest_every_interv
     interval_minutes = 2
     budget = round(instance["dph_total"] * 4 / 60, 6)  # four minutes of the instance's price
     settings = ("-e", "campaign_budget_usd=%s" % budget, "-e", "campaign_budget_check_interval_minutes=%s" % interval_minutes)
+    looks = []  # (start, end) of each harvest, on the clock the emulator bills by
     for _look in range(30):
+        started = time.time()
         run = subprocess.run(["ansible-playbook", "-e", "@%s" % site.vars_file, *settings, "playbooks/harvest.yml"],
                              cwd=ROOT, env=site.env, capture_output=True, text=True, timeout=600, check=False)
+        looks.append((started, time.time()))
         if not live_instances(emulator):
             break
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert live_instances(emulator) == []
     assert run.returncode == 2 and "stopped the curriculum before it finished" in " ".join(run.stdout.split())
     billed = emulator.state()["ledger"]["total"]
-    assert billed <= budget * 1.02, (billed, budget)
+    # The rule promises the ceiling when looks come at most an interval apart. Cron keeps that promise; here a slow
+    # machine may not, so the time by which the last two looks (or the start and the only look) were further apart
+    # than the interval is allowed on top, at the instance's price: no clock race, and a rule that waits for the
+    # ceiling itself (harvests ~30 s apart, no look ahead) still fails by far more than 2 %.
+    previous_look = looks[-2][0] if len(looks) > 1 else instance["start_date"]
+    late_hours = max(0.0, looks[-1][1] - previous_look - interval_minutes * 60) / 3600
+    assert billed <= budget * 1.02 + instance["dph_total"] * late_hours, (billed, budget, late_hours)
     assert billed >= (budget - instance["dph_total"] * interval_minutes / 60) * 0.98, (billed, budget)
